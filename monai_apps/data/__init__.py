@@ -1,0 +1,1 @@
+"""Data: synthetic CT generators, dataset layout writers and the scanner model."""

@@ -1,0 +1,44 @@
+"""Shared fixtures: paths, the real data in ../shared, and small generated datasets."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MONAI_APPS_SHARED", REPO_ROOT.parent / "shared")).resolve()
+REAL = SHARED / "data" / "real"
+SCHEMA = SHARED / "schema" / "meta_schema_20240725.json"
+
+if str(REPO_ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+
+def pytest_report_header(config):
+    return f"shared data: {SHARED} ({'found' if REAL.is_dir() else 'MISSING'})"
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    """``../shared/data/real``: the real scans (tests fail, not skip, when CI lacks them)."""
+    assert REAL.is_dir(), f"{REAL}: the shared real data is missing (set MONAI_APPS_SHARED to its parent folder)"
+    return REAL
+
+
+@pytest.fixture(scope="session")
+def schema_file() -> Path:
+    assert SCHEMA.is_file(), f"{SCHEMA}: the vendored bundle metadata schema is missing"
+    return SCHEMA
+
+
+@pytest.fixture(autouse=True)
+def _fresh_bundle_scripts():
+    """Every bundle has its own ``scripts`` package: forget the last one before and after each test."""
+    from monai_apps.bundles import _forget_bundle_scripts
+
+    _forget_bundle_scripts()
+    yield
+    _forget_bundle_scripts()
