@@ -89,6 +89,31 @@ class Commands:
             out=out, n_cases=n_cases, n_test=n_test, seed=seed, max_epochs=max_epochs, network=network, workers=workers
         )
 
+    def bench_generator(self, shape: Sequence[int] = (512, 512, 200), seed: int = 0, repeats: int = 3) -> None:
+        """Time the synthetic CT generator (default: a 512 x 512 x 200 volume with its labels)."""
+        from .bench import bench_generator
+
+        bench_generator(shape=shape, seed=seed, repeats=repeats)
+
+    def bench_inference(
+        self,
+        input_path: str,
+        bundle: str = "liver_tumor_ct_segmentation",
+        configs: Sequence[str] = ("inference", "unet", "cpu"),
+        ckpt_path: str | None = None,
+    ) -> None:
+        """Time one bundle inference end to end in a fresh process and report its peak memory.
+
+        Args:
+            input_path: a NIfTI file, a folder of them, or a DICOM series folder.
+            bundle: bundle name.
+            configs: config files merged in order, e.g. "[inference,unet,cpu]".
+            ckpt_path: weights (default: an untrained network of the same configs; time does not depend on it).
+        """
+        from .bench import bench_inference
+
+        bench_inference(input_path, bundle=bundle, configs=configs, ckpt_path=ckpt_path)
+
     def bundles(self) -> list[str]:
         """List the bundles in bundles/."""
         from .bundles import list_bundles

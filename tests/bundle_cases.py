@@ -1,11 +1,14 @@
 """Per-bundle smoke cases for the shared model-zoo checks in ``test_bundles.py``.
 
-Every folder in ``bundles/`` must register a :class:`SmokeCase` here: how to make a tiny dataset for it, which
-settings shrink it to seconds on a CPU, and how to call its inference. A bundle without a case fails the checks.
+Every folder in ``bundles/`` must have a module ``tests/smoke_cases/<bundle>.py`` that defines ``CASE``, a
+:class:`SmokeCase`: how to make a tiny dataset for it, which settings shrink it to seconds on a CPU, and how to call
+its inference. A bundle without a case fails the checks.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,38 +33,6 @@ class SmokeCase:
     output_glob: str = "*"
 
 
-def make_liver_msd(root: Path, n_cases: int = 3, n_test: int = 1, seed: int = 5) -> Path:
-    """A tiny Decathlon Task03 folder: 64 x 64 x 24 voxels of 6 x 6 x 12 mm (coarse, but the whole abdomen)."""
-    from monai_apps.data.cohort import generate_cohort
-
-    out = root / "Task03_Liver"
-    generate_cohort(
-        out,
-        n_cases=n_cases,
-        n_test=n_test,
-        seed=seed,
-        shape=(64, 64, 24),
-        spacing=(6.0, 6.0, 12.0),
-        n_tumours=2,
-        progress=False,
-    )
-    return out
-
-
-def first_test_image(dataset_dir: Path) -> str:
-    return str(sorted((dataset_dir / "imagesTs").glob("*.nii.gz"))[0])
-
-
-SMOKE_CASES: dict[str, SmokeCase] = {
-    "liver_tumor_ct_segmentation": SmokeCase(
-        make_data=make_liver_msd,
-        inference_input=first_test_image,
-        overrides={"pixdim": [6.0, 6.0, 6.0], "patch_size": [32, 32, 32], "num_samples": 1, "batch_size": 2},
-        output_glob="*_seg.nii.gz",
-    ),
-}
-
-
 def assert_same_geometry(out_file: str | Path, reference: np.ndarray, reference_affine: np.ndarray) -> None:
     """Assert a written NIfTI has the shape and affine of the reference."""
     import nibabel as nib
@@ -69,3 +40,17 @@ def assert_same_geometry(out_file: str | Path, reference: np.ndarray, reference_
     out = nib.load(str(out_file))
     assert out.shape == tuple(reference.shape), f"{out_file}: shape {out.shape} != input {reference.shape}"
     np.testing.assert_allclose(out.affine, reference_affine, atol=1e-3)
+
+
+def load_smoke_cases() -> dict[str, SmokeCase]:
+    """``CASE`` of every module in ``tests/smoke_cases/``, by bundle name (the module name)."""
+    import smoke_cases
+
+    cases = {}
+    for info in pkgutil.iter_modules(smoke_cases.__path__):
+        module = importlib.import_module(f"smoke_cases.{info.name}")
+        cases[info.name] = module.CASE
+    return cases
+
+
+SMOKE_CASES = load_smoke_cases()

@@ -10,7 +10,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_cases import make_liver_msd
+from smoke_cases.liver_tumor_ct_segmentation import make_liver_msd
 
 from monai_apps.bundles import BUNDLES_DIR, run_bundle
 from monai_apps.data.synthetic_abdomen import generate_abdominal_ct

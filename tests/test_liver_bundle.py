@@ -11,7 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cases import SMOKE_CASES, make_liver_msd
+from bundle_cases import SMOKE_CASES
+from smoke_cases.liver_tumor_ct_segmentation import make_liver_msd
 from conftest import REPO_ROOT
 
 from monai_apps.bundles import BUNDLES_DIR, config_files, run_bundle
