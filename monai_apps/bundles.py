@@ -32,9 +32,9 @@ def bundle_path(name: str) -> Path:
 
 
 def config_files(bundle: str | os.PathLike, names: Sequence[str]) -> list[str]:
-    """Paths of config files of a bundle, by name without ``.json``, in merge order."""
+    """Paths of config files in merge order: a bundle's by name without ``.json``, or any ``.json`` path."""
     root = Path(bundle) if Path(bundle).is_dir() else bundle_path(str(bundle))
-    files = [root / "configs" / f"{n}.json" for n in names]
+    files = [Path(n) if str(n).endswith(".json") else root / "configs" / f"{n}.json" for n in names]
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"{f}: config file not found")

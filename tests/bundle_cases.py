@@ -53,4 +53,8 @@ def load_smoke_cases() -> dict[str, SmokeCase]:
     return cases
 
 
-SMOKE_CASES = load_smoke_cases()
+def __getattr__(name: str):
+    # ``SMOKE_CASES`` is built on first use, so a smoke-case module can import this one without a cycle
+    if name == "SMOKE_CASES":
+        return load_smoke_cases()
+    raise AttributeError(name)

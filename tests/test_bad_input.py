@@ -141,9 +141,12 @@ def test_atomic_writer_leaves_nothing_on_failure(scripts, tmp_path, monkeypatch)
     import torch
     from monai.data import MetaTensor
 
-    writer = scripts.writers.AtomicNibabelWriter()
-    writer.set_data_array(MetaTensor(torch.zeros(1, 8, 8, 8)), channel_dim=0)
-    writer.set_metadata({"affine": np.eye(4), "original_affine": np.eye(4)})
+    def make_writer():
+        writer = scripts.writers.AtomicNibabelWriter()
+        writer.set_data_array(MetaTensor(torch.zeros(1, 8, 8, 8)), channel_dim=0)
+        writer.set_metadata({"affine": np.eye(4), "original_affine": np.eye(4)})
+        return writer
+
     target = tmp_path / "out" / "case_seg.nii.gz"
 
     def broken_save(img, filename):
@@ -153,10 +156,10 @@ def test_atomic_writer_leaves_nothing_on_failure(scripts, tmp_path, monkeypatch)
 
     monkeypatch.setattr(nib, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        writer.write(str(target))
+        make_writer().write(str(target))
     assert not target.exists() and not list(target.parent.iterdir())
     monkeypatch.undo()
-    writer.write(str(target))
+    make_writer().write(str(target))
     assert nib.load(target).shape == (8, 8, 8)
     assert [p.name for p in target.parent.iterdir()] == ["case_seg.nii.gz"]
 

@@ -8,6 +8,7 @@ inference with ``check_properties``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -109,10 +110,17 @@ def test_torchscript_export_and_reload(bundle, tmp_path):
 
 
 def _workflow(bundle, configs, workflow_type, **overrides):
+    """A ConfigWorkflow, initialized, whose properties are checked before it runs.
+
+    ``check_properties`` resolves config items, so the bundle's ``scripts`` must already be importable (as when
+    running from the bundle folder); ``monai.bundle run`` itself adds the bundle folder in its ``run`` step.
+    """
     from monai.bundle import ConfigWorkflow
 
     root = BUNDLES_DIR / bundle
-    return ConfigWorkflow(
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    workflow = ConfigWorkflow(
         config_file=configs,
         meta_file=str(root / "configs" / "metadata.json"),
         logging_file=str(root / "configs" / "logging.conf"),
@@ -120,6 +128,10 @@ def _workflow(bundle, configs, workflow_type, **overrides):
         bundle_root=str(root),
         **overrides,
     )
+    workflow.initialize()
+    missing = workflow.check_properties()
+    assert not missing, f"{bundle} {workflow_type}: missing properties {missing}"
+    return workflow
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -134,8 +146,6 @@ def test_config_workflow_train_evaluate_infer(bundle, tmp_path):
     }
 
     train = _workflow(bundle, [*_configs(bundle, "train"), SMOKE], "train", **common)
-    assert not train.check_properties(), train.check_properties()
-    train.initialize()
     train.run()
     train.finalize()
     assert (tmp_path / "models" / "model.pt").is_file(), "no best checkpoint after one epoch with validation"
@@ -143,8 +153,6 @@ def test_config_workflow_train_evaluate_infer(bundle, tmp_path):
     assert train.parser.get_parsed_content("train#trainer").state.epoch == 1
 
     evaluate = _workflow(bundle, [*_configs(bundle, "train", "evaluate"), SMOKE], "eval", **common)
-    assert not evaluate.check_properties(), evaluate.check_properties()
-    evaluate.initialize()
     evaluate.run()
     evaluate.finalize()
     metrics = dict(line.split(",") for line in (tmp_path / "eval" / "metrics.csv").read_text().split())
@@ -164,8 +172,6 @@ def test_config_workflow_train_evaluate_infer(bundle, tmp_path):
         num_workers=0,
         **case.overrides,
     )
-    assert not infer.check_properties(), infer.check_properties()
-    infer.initialize()
     infer.run()
     infer.finalize()
     outputs = sorted((tmp_path / "infer").glob(case.output_glob))

@@ -73,8 +73,8 @@ def test_anatomy_sides(ct):
         ijk = np.argwhere(mask).mean(axis=0)
         return (ct.affine @ np.append(ijk, 1.0))[0]
 
-    assert world_x(ct.mask("liver")) < 0 < world_x(ct.mask("spleen"))  # RAS: +x is the patient's left
-    assert world_x(ct.mask("kidney_right")) < 0 < world_x(ct.mask("kidney_left"))
+    assert world_x(ct.mask("spleen")) < 0 < world_x(ct.mask("liver"))  # RAS+: x grows towards the patient's right
+    assert world_x(ct.mask("kidney_left")) < 0 < world_x(ct.mask("kidney_right"))
 
 
 def test_reproducible_by_seed():

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from bundle_cases import SMOKE_CASES
-from smoke_cases.liver_tumor_ct_segmentation import make_liver_msd
 from conftest import REPO_ROOT
+from smoke_cases.liver_tumor_ct_segmentation import make_liver_msd
 
 from monai_apps.bundles import BUNDLES_DIR, config_files, run_bundle
 
@@ -106,12 +106,15 @@ def test_gpu_saved_checkpoint_loads_on_cpu(cpu_checkpoint, tmp_path):
     assert (tmp_path / "out" / "liver_0_seg.nii.gz").is_file()
 
 
+class Payload:
+    """Stands for arbitrary pickled code inside a checkpoint."""
+
+    def __reduce__(self):
+        return (print, ("this would have run on load",))
+
+
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     """Weights-only loading: a checkpoint that carries an arbitrary object does not load."""
-
-    class Payload:
-        pass
-
     torch.save({"model": Payload()}, tmp_path / "evil.pt")
     with pytest.raises(Exception, match="[Ww]eights only load failed"):
         torch.load(tmp_path / "evil.pt", weights_only=True)
@@ -139,20 +142,25 @@ def test_training_resumes_from_last_checkpoint(tmp_path):
     }
     run_bundle(BUNDLE, ["train", str(SMOKE)], **common)
     first = torch.load(tmp_path / "models" / "checkpoint_epoch=1.pt", weights_only=True)
-    assert first["trainer"]["epoch"] == 1
+    assert first["trainer"]["iteration"] == first["trainer"]["epoch_length"], "not saved after exactly one epoch"
     workflow = run_bundle(BUNDLE, ["train", str(SMOKE)], resume=True, max_epochs=2, **common)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2
     assert trainer.state.iteration == 2 * first["trainer"]["iteration"], "resume restarted the iteration count"
     assert (tmp_path / "models" / "checkpoint_epoch=2.pt").is_file()
-    assert not (tmp_path / "models" / "checkpoint_epoch=1.pt").exists(), "n_saved=1 keeps only the last"
+    sys.path.insert(0, str(ROOT))
+    try:
+        from scripts.checkpoints import latest_checkpoint
+    finally:
+        sys.path.remove(str(ROOT))
+    assert latest_checkpoint(tmp_path / "models").endswith("checkpoint_epoch=2.pt")
 
 
 @pytest.mark.slow
 def test_multi_gpu_config_runs_ddp_on_cpu_with_gloo(tmp_path):
     """multi_gpu_train.json under torchrun: 2 processes, gloo backend, DistributedSampler, on the CPU."""
     case = SMOKE_CASES[BUNDLE]
-    data = make_liver_msd(tmp_path / "data", n_cases=4)
+    data = make_liver_msd(tmp_path / "data", n_cases=8)  # 6 training + 2 validation cases: one of each per rank
     configs = config_files(ROOT, ["train", "multi_gpu_train"]) + [SMOKE]
     overrides = []
     for key, value in {
@@ -188,5 +196,5 @@ def test_multi_gpu_config_runs_ddp_on_cpu_with_gloo(tmp_path):
     assert proc.returncode == 0, log[-4000:]
     assert "gloo" in log or "Engine run finished" in log
     assert (tmp_path / "models" / "model.pt").is_file()
-    # 3 training cases split over 2 ranks (even_divisible): each rank runs 2 samples -> 1 iteration of batch 2
-    assert log.count("Epoch: 1/1, Iter: 1/1") == 1, "rank 0 alone should log, one iteration per epoch"
+    # 6 training cases over 2 ranks: each rank gets 3, i.e. 2 iterations of batch 2; only rank 0 logs
+    assert log.count("Epoch: 1/1, Iter: 1/2") == 1 and log.count("Epoch: 1/1, Iter: 2/2") == 1, log[-3000:]

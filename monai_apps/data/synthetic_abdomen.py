@@ -488,15 +488,15 @@ def generate_abdominal_ct(
         a :class:`SyntheticCT` with an int16 image, uint8 labels and a NIfTI affine.
 
     Raises:
-        ValueError: for an unknown phase, a negative tumour count or a grid with fewer than 8 voxels along an axis.
+        ValueError: for an unknown phase, a negative tumour count or a grid smaller than 8 x 8 x 1 voxels.
     """
     rng = np.random.default_rng(seed)
     subject = _Subject(rng, phase)
     if n_tumours is not None and n_tumours < 0:
         raise ValueError(f"n_tumours must be >= 0, got {n_tumours}")
     grid_shape, grid_spacing = _choose_grid(rng, subject, shape, spacing)
-    if min(grid_shape) < 8:
-        raise ValueError(f"grid {grid_shape} is too small: at least 8 voxels per axis")
+    if min(grid_shape[:2]) < 8 or grid_shape[2] < 1:
+        raise ValueError(f"grid {grid_shape} is too small: at least 8 x 8 voxels in-plane and 1 slice")
     z_center = subject.z_l1 + rng.uniform(0, 25)
     origin = [-(n - 1) / 2 * s for n, s in zip(grid_shape, grid_spacing, strict=True)]
     origin[1] += 10.0  # leave room for the table behind the patient

@@ -32,6 +32,6 @@ def first_test_image(dataset_dir: Path) -> str:
 CASE = SmokeCase(
     make_data=make_liver_msd,
     inference_input=first_test_image,
-    overrides={"pixdim": [6.0, 6.0, 6.0], "patch_size": [32, 32, 32], "num_samples": 1, "batch_size": 2},
+    overrides={"pixdim": [6.0, 6.0, 6.0], "patch_size": [64, 64, 64], "num_samples": 1, "batch_size": 2},
     output_glob="*_seg.nii.gz",
 )
