@@ -30,15 +30,33 @@ print("BENCH " + json.dumps({"import_s": t1 - t0, "run_s": t2 - t1}))
 """
 
 
-def bench_generator(shape: Sequence[int] = (512, 512, 200), seed: int = 0, repeats: int = 3) -> dict:
-    """Seconds to generate one abdominal CT with its labels (best of ``repeats``), and to write it as NIfTI."""
-    from .data.synthetic_abdomen import generate_abdominal_ct
+def bench_generator(
+    shape: Sequence[int] | None = None, seed: int = 0, repeats: int = 3, anatomy: str = "abdomen"
+) -> dict:
+    """Seconds to generate one volume with its labels (best of ``repeats``), and to write it as NIfTI.
+
+    Args:
+        shape: grid (default 512 x 512 x 200 for CT, 320 x 320 x 110 for cardiac MRI).
+        seed: first seed (each repeat draws the next one).
+        repeats: number of volumes.
+        anatomy: ``abdomen``, ``chest`` or ``cardiac``.
+    """
     from .data.writers import write_nifti
 
+    if anatomy == "abdomen":
+        from .data.synthetic_abdomen import generate_abdominal_ct as generate
+    elif anatomy == "chest":
+        from .data.synthetic_chest import generate_chest_ct as generate
+    elif anatomy == "cardiac":
+        from .data.synthetic_cardiac import generate_cardiac_mri as generate
+    else:
+        raise ValueError(f"unknown anatomy {anatomy!r}; expected abdomen, chest or cardiac")
+    if shape is None:
+        shape = (320, 320, 110) if anatomy == "cardiac" else (512, 512, 200)
     times = []
     for r in range(repeats):
         t0 = time.perf_counter()
-        ct = generate_abdominal_ct(seed=seed + r, shape=tuple(shape))
+        ct = generate(seed=seed + r, shape=tuple(shape))
         times.append(time.perf_counter() - t0)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -46,6 +64,7 @@ def bench_generator(shape: Sequence[int] = (512, 512, 200), seed: int = 0, repea
         write_nifti(Path(tmp) / "label.nii.gz", ct.msd_label(), ct.affine)
         write_s = time.perf_counter() - t0
     result = {
+        "anatomy": anatomy,
         "shape": list(shape),
         "generate_s_best": round(min(times), 2),
         "generate_s_all": [round(t, 2) for t in times],

@@ -13,6 +13,7 @@ class Commands:
 
     Examples:
         python -m monai_apps generate --out data/Task03_Liver --n_cases 20 --n_test 4
+        python -m monai_apps generate_head --out data/brain_mets --n_patients 60 --n_test 40
         python -m monai_apps quickstart
         python -m monai_apps bundles
     """
@@ -26,24 +27,27 @@ class Commands:
         seed: int = 0,
         shape: Sequence[int | None] | None = None,
         spacing: Sequence[float] | None = None,
-        phase: str = "portal_venous",
+        phase: str | None = None,
         n_tumours: int | None = None,
         workers: int = 1,
+        anatomy: str = "abdomen",
     ) -> str:
-        """Generate synthetic abdominal CT with liver, tumour and organ labels.
+        """Generate synthetic abdominal CT (liver tumours), chest CT (lung tumours) or cardiac MRI (left atrium).
 
         Args:
             out: destination folder.
-            layout: msd (Decathlon Task03_Liver), totalsegmentator (Subject_###/ct.nii.gz + segmentations/),
-                or dicom (one DICOM CT series per case + labels/<case>.nii.gz).
+            layout: msd (Decathlon Task03_Liver, Task06_Lung or Task02_Heart), totalsegmentator
+                (Subject_###/ct.nii.gz + segmentations/), or dicom (one DICOM series per case + labels/<case>.nii.gz).
             n_cases: training cases.
             n_test: held-out cases.
             seed: cohort seed (the same seed gives the same cohort).
             shape: voxels per axis, e.g. "[512,512,200]" (default 512 x 512 x 260-330 mm of slices).
             spacing: voxel size in mm, e.g. "[0.8,0.8,2.5]" (default drawn per case).
-            phase: portal_venous or non_contrast.
-            n_tumours: liver tumours per case (default 0-3 at random).
+            phase: abdomen: portal_venous (default) or non_contrast; chest: contrast or non_contrast (default
+                drawn per case); not for cardiac.
+            n_tumours: liver or lung tumours per case (default 0-3 at random); not for cardiac.
             workers: processes.
+            anatomy: abdomen, chest or cardiac.
         """
         from .data.cohort import generate_cohort
 
@@ -58,6 +62,45 @@ class Commands:
                 spacing=spacing,
                 phase=phase,
                 n_tumours=n_tumours,
+                workers=workers,
+                anatomy=anatomy,
+            )
+        )
+
+    def generate_head(
+        self,
+        out: str,
+        n_patients: int = 60,
+        n_test: int = 0,
+        seed: int = 0,
+        positive_fraction: float = 0.5,
+        shape: Sequence[int | None] | None = None,
+        spacing: Sequence[float] | None = None,
+        workers: int = 1,
+    ) -> str:
+        """Generate synthetic head CT DICOM series (0-3 brain metastases each) with labels.csv.
+
+        Args:
+            out: destination folder: <patient>/ DICOM series, labels.csv, labels_test.csv, lesions.csv.
+            n_patients: training + validation patients (labels.csv).
+            n_test: held-out patients (labels_test.csv).
+            seed: cohort seed.
+            positive_fraction: share of patients with metastases.
+            shape: voxels per axis, e.g. "[256,256,null]" (default 256 x 256 x enough 5 mm slices).
+            spacing: voxel size in mm, e.g. "[0.9,0.9,5.0]" (the default).
+            workers: processes.
+        """
+        from .data.synthetic_head import generate_head_cohort
+
+        return str(
+            generate_head_cohort(
+                out,
+                n_patients=n_patients,
+                n_test=n_test,
+                seed=seed,
+                positive_fraction=positive_fraction,
+                shape=shape,
+                spacing=spacing,
                 workers=workers,
             )
         )
@@ -89,11 +132,18 @@ class Commands:
             out=out, n_cases=n_cases, n_test=n_test, seed=seed, max_epochs=max_epochs, network=network, workers=workers
         )
 
-    def bench_generator(self, shape: Sequence[int] = (512, 512, 200), seed: int = 0, repeats: int = 3) -> None:
-        """Time the synthetic CT generator (default: a 512 x 512 x 200 volume with its labels)."""
+    def bench_generator(
+        self,
+        shape: Sequence[int] | None = None,
+        seed: int = 0,
+        repeats: int = 3,
+        anatomy: str = "abdomen",
+    ) -> None:
+        """Time a synthetic generator with its labels: abdomen or chest CT (default 512 x 512 x 200), or cardiac MRI
+        (default 320 x 320 x 110)."""
         from .bench import bench_generator
 
-        bench_generator(shape=shape, seed=seed, repeats=repeats)
+        bench_generator(shape=shape, seed=seed, repeats=repeats, anatomy=anatomy)
 
     def bench_inference(
         self,
@@ -113,6 +163,88 @@ class Commands:
         from .bench import bench_inference
 
         bench_inference(input_path, bundle=bundle, configs=configs, ckpt_path=ckpt_path)
+
+    def prepare_organ_patches(
+        self,
+        input_dir: str,
+        out_dir: str,
+        classes: str | None = None,
+        patch_size: int = 64,
+        stride: int = 16,
+        purity: float = 0.95,
+        min_fill: float = 0.9,
+        window: Sequence[float] = (40.0, 400.0),
+        spacing: float | None = None,
+        slice_step: int = 1,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        balance: int = 500,
+        seed: int = 0,
+        overwrite: bool = False,
+    ) -> None:
+        """TotalSegmentator subject folders -> class folders of 64x64 organ patch PNGs, split by subject, balanced.
+
+        Args:
+            input_dir: folder of subjects (ct.nii.gz + segmentations/*.nii.gz, or combined.nii.gz).
+            out_dir: destination (train/, val/, test/, extracted/, manifest.csv, summary.json).
+            classes: default class names "kidney,liver" or JSON '{"kidney": ["kidney_left", "kidney_right"]}'.
+            patch_size: patch side in pixels.
+            stride: sliding-window step in pixels.
+            purity: keep a patch when one class covers more than this share of its labelled pixels...
+            min_fill: ...and labelled pixels fill at least this share of it.
+            window: HU level and width mapped to 0..255.
+            spacing: resample in-plane to this many mm first (default: native).
+            slice_step: use every n-th axial slice.
+            val_fraction: share of subjects for validation.
+            test_fraction: share of subjects held out for testing.
+            balance: patches per class after balancing (0: off).
+            seed: split, sampling and augmentation seed.
+            overwrite: replace a non-empty out_dir.
+        """
+        import json as _json
+
+        from .data.organ_patches import prepare_organ_patches
+
+        summary = prepare_organ_patches(
+            input_dir,
+            out_dir,
+            classes=classes,
+            patch_size=patch_size,
+            stride=stride,
+            purity=purity,
+            min_fill=min_fill,
+            window=tuple(window),
+            spacing=spacing,
+            slice_step=slice_step,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            balance=balance or None,
+            seed=seed,
+            overwrite=overwrite,
+        )
+        print(_json.dumps({k: summary[k] for k in ("extracted", "missing_classes", "timing_s", "n_patches")}))
+
+    def balance_patches(self, src: str, dst: str, target: int = 500, augment: bool = True, seed: int = 0) -> None:
+        """Undersample large classes and top up small ones with augmented copies (src/<class>/*.png -> dst).
+
+        Args:
+            src: folder of class folders of PNGs.
+            dst: destination (replaced).
+            target: patches per class.
+            augment: top up small classes with rotated, mirrored, brightness-changed copies.
+            seed: sampling and augmentation seed.
+        """
+        import json as _json
+
+        from .data.organ_patches import balance_patches
+
+        print(_json.dumps(balance_patches(src, dst, target=target, augment=augment, seed=seed)))
+
+    def bench_organ_patches(self, shape: Sequence[int] = (512, 512, 200), seed: int = 0, stride: int = 16) -> None:
+        """Patches per second of the organ-patch preparation on a generated 512 x 512 x 200 subject."""
+        from .data.organ_patches import bench_organ_patches
+
+        bench_organ_patches(shape=tuple(shape), seed=seed, stride=stride)
 
     def bundles(self) -> list[str]:
         """List the bundles in bundles/."""

@@ -142,6 +142,7 @@ def write_totalsegmentator_subject(
     image: np.ndarray,
     affine: np.ndarray,
     masks: dict[str, np.ndarray],
+    image_name: str = "ct.nii.gz",
 ) -> Path:
     """Write one subject as TotalSegmentator lays it out: ``ct.nii.gz`` and ``segmentations/<name>.nii.gz``.
 
@@ -150,11 +151,12 @@ def write_totalsegmentator_subject(
         image: int16 CT volume.
         affine: its NIfTI affine.
         masks: TotalSegmentator class name to boolean mask; each is written as uint8 0/1.
+        image_name: file name of the image (``mri.nii.gz`` as in TotalSegmentator's MRI dataset).
     """
     folder = Path(folder)
     for name, mask in masks.items():
         write_nifti(folder / "segmentations" / f"{name}.nii.gz", np.asarray(mask, dtype=np.uint8), affine)
-    write_nifti(folder / "ct.nii.gz", image, affine)
+    write_nifti(folder / image_name, image, affine)
     return folder
 
 
@@ -176,25 +178,28 @@ def write_dicom_series(
     study_uid: str | None = None,
     series_uid: str | None = None,
 ) -> Path:
-    """Write a volume as a DICOM CT series, one uncompressed CT Image Storage file per slice.
+    """Write a volume as a DICOM series, one uncompressed CT (or MR) Image Storage file per slice.
 
     The geometry is taken from the NIfTI affine (the first voxel axis runs along DICOM columns, the second along
-    rows, the third across slices), so ITK, pydicom and MONAI's readers give back the same affine. Pixel data are
-    stored as unsigned 16-bit with ``RescaleIntercept -1024``, as most CT scanners do. Only synthetic identifiers
-    are written.
+    rows, the third across slices), so ITK, pydicom and MONAI's readers give back the same affine. CT pixel data are
+    stored as unsigned 16-bit with ``RescaleIntercept -1024``, as most CT scanners do. With ``modality="MR"`` the
+    files are MR Image Storage with MR acquisition attributes (a 3D steady-state gradient echo) and the values are
+    stored as they are, without a rescale (a volume with negative values gets a ``RescaleIntercept`` equal to its
+    minimum, so it still reads back unchanged). Only synthetic identifiers are written.
 
     Args:
         folder: the series folder to create (replaced if it exists).
-        image: HU volume ``(X, Y, Z)``; values are clipped to -1024..64511.
+        image: HU volume ``(X, Y, Z)``; values are clipped to -1024..64511 (MR: to a 16-bit unsigned range).
         affine: voxel-to-RAS affine.
         patient_id: PatientID and PatientName.
         series_description: SeriesDescription.
-        modality: the Modality tag (``CT`` unless a test wants another).
+        modality: the Modality tag: ``CT`` (the default), ``MR`` for an MR series, another value writes a CT
+            Image Storage series with that tag (a wrong-modality test input).
         study_uid: StudyInstanceUID (new if ``None``).
         series_uid: SeriesInstanceUID (new if ``None``).
     """
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
     image = np.asarray(image)
     if image.ndim != 3:
@@ -205,19 +210,26 @@ def write_dicom_series(
     series_uid = series_uid or generate_uid()
     frame_uid = generate_uid()
     now = _dt.datetime(2026, 1, 1, 12, 0, 0)
-    stored = np.clip(np.rint(image) + 1024, 0, 65535).astype(np.uint16)
+    is_mr = modality == "MR"
+    sop_class = MRImageStorage if is_mr else CTImageStorage
+    if is_mr:
+        mr_offset = min(int(np.floor(image.min())), 0) if image.size else 0
+        stored = np.clip(np.rint(image) - mr_offset, 0, 65535).astype(np.uint16)
+        low, high = (float(v) for v in np.percentile(image, [1, 99.5])) if image.size else (0.0, 1.0)
+    else:
+        stored = np.clip(np.rint(image) + 1024, 0, 65535).astype(np.uint16)
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         for k in range(image.shape[2]):
             position = lps @ np.array([0.0, 0.0, float(k), 1.0])
             sop_uid = generate_uid()
             meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = CTImageStorage
+            meta.MediaStorageSOPClassUID = sop_class
             meta.MediaStorageSOPInstanceUID = sop_uid
             meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds = Dataset()
             ds.file_meta = meta
-            ds.SOPClassUID = CTImageStorage
+            ds.SOPClassUID = sop_class
             ds.SOPInstanceUID = sop_uid
             ds.StudyInstanceUID = study_uid
             ds.SeriesInstanceUID = series_uid
@@ -236,7 +248,7 @@ def write_dicom_series(
             ds.InstanceNumber = k + 1
             ds.Manufacturer = "monai_apps synthetic"
             ds.SeriesDescription = series_description
-            ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"] if is_mr else ["ORIGINAL", "PRIMARY", "AXIAL"]
             ds.ImagePositionPatient = [f"{v:.4f}" for v in position]
             ds.ImageOrientationPatient = [f"{v:.6f}" for v in (*row_dir, *col_dir)]
             ds.PixelSpacing = [f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"]  # row spacing, then column spacing
@@ -246,8 +258,19 @@ def write_dicom_series(
             ds.PhotometricInterpretation = "MONOCHROME2"
             ds.Rows, ds.Columns = image.shape[1], image.shape[0]
             ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-            ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "-1024", "1", "HU"
-            ds.WindowCenter, ds.WindowWidth = "40", "400"
+            if is_mr:
+                ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = "GR", "SS", ""
+                ds.MRAcquisitionType = "3D"
+                ds.SequenceName = "bSSFP"
+                ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = "3.4", "1.7", 1
+                ds.FlipAngle, ds.MagneticFieldStrength = "90", "1.5"
+                if mr_offset:
+                    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = str(mr_offset), "1", "US"
+                ds.WindowCenter = f"{(low + high) / 2:.0f}"
+                ds.WindowWidth = f"{max(high - low, 1.0):.0f}"
+            else:
+                ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "-1024", "1", "HU"
+                ds.WindowCenter, ds.WindowWidth = "40", "400"
             ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()
             ds.save_as(tmp / f"IM{k + 1:04d}.dcm", enforce_file_format=True)
     return Path(folder)
