@@ -57,9 +57,8 @@ def nearest_to_grid(label: MetaTensor, affine: np.ndarray, shape: tuple[int, ...
     if all(len(i) for i in index):
         block = moved[:, index[0][:, None, None], index[1][None, :, None], index[2][None, None, :]]
         out[:, valid[0][:, None, None], valid[1][None, :, None], valid[2][None, None, :]] = block
-    result = MetaTensor(out, affine=torch.as_tensor(dst_affine), meta=dict(label.meta))
-    result.affine = torch.as_tensor(dst_affine)
-    return result
+    meta = {k: v for k, v in label.meta.items() if k != "affine"}
+    return MetaTensor(out, affine=torch.as_tensor(dst_affine), meta=meta)
 
 
 def _only(linear: np.ndarray, axes: np.ndarray) -> np.ndarray:
