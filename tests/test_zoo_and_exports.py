@@ -208,3 +208,15 @@ def test_onnx_runtime_profile_gives_the_pytorch_segmentation(tmp_path, liver_cpu
     b = np.asarray(nib.load(tmp_path / "ort" / "liver_0_seg.nii.gz").dataobj)
     assert a.shape == b.shape
     assert (a == b).mean() > 0.999
+
+
+def test_bench_model_reports_throughput_flops_and_memory():
+    from monai_apps.bench_suite import bench_model, matmul_gflops, network_profiles
+
+    assert ["inference", "unet", "cpu"] in network_profiles(LIVER)
+    row = bench_model(LIVER, ["inference", "unet", "cpu"], "eager", batch=1, repeats=1)
+    assert "error" not in row, row
+    assert row["input_shape"] == [1, 1, 96, 96, 64]
+    assert row["items_per_s"] > 0 and row["peak_rss_mb"] > 100
+    assert row["flops_per_item"] > 1e9  # a 3D UNet on a 96x96x64 patch: several GFLOP
+    assert matmul_gflops(n=512, repeats=2) > 1.0
