@@ -8,19 +8,30 @@ and affine) before training starts.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from monai.data import load_decathlon_datalist, partition_dataset
 
 from .inputs import InputError, check_nifti, is_nifti
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["check_pair", "decathlon_datalist", "split_datalist"]
 
 
-def check_pair(image: str, label: str, atol: float = 1e-3) -> None:
+def check_pair(image: str, label: str, atol: float = 1e-3, num_classes: int | None = None) -> None:
     """Check that an image and its label are complete files with the same shape and affine.
+
+    Args:
+        image: image file.
+        label: label file.
+        atol: tolerance on the affines.
+        num_classes: when given, the label's values must lie in ``0 .. num_classes - 1`` (this reads the label);
+            an empty label is allowed (the case teaches the background) but logged.
 
     Raises:
         InputError: naming the label file and the mismatch.
@@ -31,6 +42,14 @@ def check_pair(image: str, label: str, atol: float = 1e-3) -> None:
         raise InputError(f"{label}: label shape {shape_l} does not match image shape {shape_i} of {image}")
     if not np.allclose(affine_i, affine_l, atol=atol):
         raise InputError(f"{label}: label affine does not match the affine of {image}")
+    if num_classes is not None:
+        values = np.unique(np.asarray(nib.load(label).dataobj))
+        unexpected = [v for v in values.tolist() if v != int(v) or not 0 <= v < num_classes]
+        if unexpected:
+            shown = ", ".join(f"{v:g}" for v in unexpected[:5])
+            raise InputError(f"{label}: unexpected label values {shown} (expected 0..{num_classes - 1})")
+        if values.max(initial=0) == 0:
+            logger.warning(f"{label}: empty label (background only)")
 
 
 def _read_cases(dataset_dir: Path, split: str) -> list[dict]:
@@ -72,6 +91,7 @@ def decathlon_datalist(
     seed: int = 0,
     max_cases: int | None = None,
     check: bool = True,
+    num_classes: int | None = None,
 ) -> list[dict]:
     """The ``training``, ``validation`` or ``test`` cases of a Decathlon task folder.
 
@@ -84,6 +104,7 @@ def decathlon_datalist(
         seed: seed of the split.
         max_cases: keep at most this many cases (a quick run); ``None`` keeps all.
         check: check every image/label pair first (complete files, same shape and affine).
+        num_classes: also check that label values lie in ``0 .. num_classes - 1``.
 
     Raises:
         InputError: missing folder, no cases, or a bad image/label pair (one line naming the file).
@@ -105,5 +126,5 @@ def decathlon_datalist(
         cases = cases[: int(max_cases)]
     if check:
         for case in cases:
-            check_pair(case["image"], case["label"])
+            check_pair(case["image"], case["label"], num_classes=num_classes)
     return cases

@@ -7,6 +7,7 @@ work starts, so a truncated or corrupt input fails at once with a clear message 
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import struct
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 __all__ = [
     "InputError",
     "NIFTI_SUFFIXES",
+    "available_memory_bytes",
     "check_nifti",
     "check_dicom_series",
     "find_inputs",
@@ -24,6 +26,8 @@ __all__ = [
 ]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+logger = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -88,37 +92,84 @@ def check_gzip_stream(path: str | os.PathLike) -> None:
 
 
 def check_dicom_series(folder: str | os.PathLike, modality: str | None = "CT") -> list[Path]:
-    """Check a folder holding one DICOM series and return its files.
+    """Check a folder holding one complete DICOM series and return its files.
+
+    Every file is read (the pixel data too, without decoding it): a file that is not DICOM is ignored as ITK ignores
+    it; the series must be one series of the expected modality, with uncompressed pixel data of the full size and
+    slices evenly spaced along the slice normal (no duplicates, no missing slices).
 
     Raises:
-        InputError: no DICOM files, unreadable files, more than one series, or a modality other than ``modality``.
+        InputError: no DICOM files, unreadable or truncated files, more than one series, another modality, or
+            duplicate or missing slices.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    series: dict[str, list[Path]] = {}
-    modalities = set()
+    series: dict[str, list[tuple[Path, object]]] = {}
     for f in files:
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            ds = pydicom.dcmread(f)
         except InvalidDicomError:
             continue  # not DICOM (a readme, a thumbnail): ignored as ITK does
         except Exception as err:
             raise InputError(f"{f}: unreadable DICOM file ({type(err).__name__}: {err})") from err
-        if "PixelData" not in ds and "SeriesInstanceUID" in ds and getattr(ds, "Rows", None) is None:
-            continue
-        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(f)
-        modalities.add(str(ds.get("Modality", "")))
+        if getattr(ds, "Rows", None) is None:
+            continue  # not an image (a DICOMDIR, a structured report)
+        if "PixelData" not in ds:
+            raise InputError(f"{f}: DICOM file has no complete pixel data (truncated?)")
+        syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+        if syntax is not None and not syntax.is_compressed:
+            expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+            expected *= int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) // 8
+            if len(ds.PixelData) < expected:
+                raise InputError(f"{f}: truncated pixel data ({len(ds.PixelData)} of {expected} bytes)")
+        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((f, ds))
     if not series:
         raise InputError(f"{folder}: no DICOM files found")
     if len(series) > 1:
         counts = ", ".join(f"{uid} ({len(v)} files)" for uid, v in series.items())
         raise InputError(f"{folder}: holds {len(series)} DICOM series ({counts}); give one series per folder")
+    items = next(iter(series.values()))
+    modalities = {str(ds.get("Modality", "")) for _, ds in items}
     if modality is not None and modalities != {modality}:
         raise InputError(f"{folder}: DICOM modality {', '.join(sorted(modalities))} is not {modality}")
-    return next(iter(series.values()))
+    _check_slice_positions(folder, items)
+    return [f for f, _ in items]
+
+
+def _check_slice_positions(folder: Path, items: list) -> None:
+    """Slices of a series must be distinct and evenly spaced along the slice normal."""
+    if len(items) < 3 or any(
+        "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds for _, ds in items
+    ):
+        return
+    orientation = np.asarray(items[0][1].ImageOrientationPatient, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = sorted((float(np.dot(np.asarray(ds.ImagePositionPatient, dtype=float), normal)), f) for f, ds in items)
+    gaps = np.diff([p for p, _ in positions])
+    step = float(np.median(gaps))
+    for gap, (_, f0), (_, f1) in zip(gaps, positions[:-1], positions[1:], strict=True):
+        if gap < 1e-3:
+            raise InputError(f"{folder}: two slices at the same position ({f0.name}, {f1.name})")
+        if gap > 1.5 * step:
+            raise InputError(
+                f"{folder}: missing slices: a gap of {gap:.2f} mm between {f0.name} and {f1.name} "
+                f"(slice spacing {step:.2f} mm)"
+            )
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` (Linux), or ``None`` where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def find_inputs(path: str | os.PathLike) -> list[str]:
@@ -153,13 +204,49 @@ def _looks_like_dicom(path: Path) -> bool:
         return False
 
 
-def inference_datalist(path: str | os.PathLike, modality: str | None = "CT") -> list[dict[str, str]]:
-    """Datalist ``[{"image": ...}]`` for inference on ``path``, every input checked first (see :func:`find_inputs`)."""
+def inference_datalist(
+    path: str | os.PathLike,
+    modality: str | None = "CT",
+    output_dir: str | os.PathLike | None = None,
+    output_postfix: str = "seg",
+    bytes_per_voxel: float | None = None,
+) -> list[dict[str, str]]:
+    """Datalist ``[{"image": ...}]`` for inference on ``path``, every input checked first (see :func:`find_inputs`).
+
+    Args:
+        path: a NIfTI file, a folder of NIfTI files, or a DICOM series folder.
+        modality: the DICOM modality a series must have (``None``: any).
+        output_dir: when given, inputs whose output ``<output_dir>/<name>_<output_postfix>.nii.gz`` already exists
+            are skipped, so a rerun after an interruption finishes the folder.
+        output_postfix: the postfix ``SaveImaged`` adds.
+        bytes_per_voxel: memory the pipeline needs per input voxel; an input that would not fit in the memory
+            available now is refused with a message instead of being killed by the kernel.
+
+    Raises:
+        InputError: bad input, or not enough memory.
+    """
     items = []
+    available = available_memory_bytes() if bytes_per_voxel else None
     for item in find_inputs(path):
         if Path(item).is_dir():
-            check_dicom_series(item, modality=modality)
+            import pydicom
+
+            files = check_dicom_series(item, modality=modality)
+            header = pydicom.dcmread(files[0], stop_before_pixels=True)
+            voxels = int(header.Rows) * int(header.Columns) * len(files)
         else:
-            check_nifti(item)
+            voxels = int(np.prod(check_nifti(item)[0]))
+        if output_dir is not None:
+            stem = Path(item).name.split(".")[0] if Path(item).is_file() else Path(item).name
+            done = Path(output_dir) / f"{stem}_{output_postfix}.nii.gz"
+            if done.is_file():
+                logger.info(f"{item}: skipped, {done} exists")
+                continue
+        if available is not None:
+            need = voxels * bytes_per_voxel
+            if need > available:
+                raise InputError(
+                    f"{item}: needs about {need / 2**30:.1f} GiB of memory, {available / 2**30:.1f} GiB available"
+                )
         items.append({"image": item})
     return items
