@@ -69,7 +69,13 @@ def run_bundle(bundle: str | os.PathLike, configs: Sequence[str], **overrides: A
         logging_file=str(root / "configs" / "logging.conf"),
         **overrides,
     )
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
+    # this bundle's folder first on sys.path while it runs: MONAI inserts it at index 1 only, and a folder that an
+    # earlier run left at index 0 would otherwise provide another bundle's ``scripts`` package
+    sys.path.insert(0, str(root))
+    try:
+        workflow.initialize()
+        workflow.run()
+        workflow.finalize()
+    finally:
+        sys.path.remove(str(root))
     return workflow

@@ -118,8 +118,9 @@ def _workflow(bundle, configs, workflow_type, **overrides):
     from monai.bundle import ConfigWorkflow
 
     root = BUNDLES_DIR / bundle
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    if str(root) in sys.path:  # first, even when an earlier run left it further down
+        sys.path.remove(str(root))
+    sys.path.insert(0, str(root))
     workflow = ConfigWorkflow(
         config_file=configs,
         meta_file=str(root / "configs" / "metadata.json"),

@@ -15,7 +15,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cases import SMOKE_CASES
 from conftest import REPO_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -204,19 +203,31 @@ def test_interrupted_inference_leaves_no_partial_output_and_a_rerun_finishes(wei
     _infer(data / "imagesTs", weights, out)  # everything done: nothing to do, no error
 
 
+KILL_CONFIGS = ["train", "unet", "cpu", SMOKE]
+KILL_SETTINGS = {
+    "pixdim": [6.0, 6.0, 6.0],
+    "patch_size": [32, 32, 32],
+    "batch_size": 2,
+    "num_samples": 2,
+    "max_epochs": 4,
+    "val_interval": 1,
+    "early_stop_patience": 100,
+    "num_workers": 0,
+}
+
+
 @pytest.mark.slow
 def test_training_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_run(tmp_path):
-    case = SMOKE_CASES[BUNDLE]
     data = make_liver_msd(tmp_path / "data", n_cases=5, n_test=0, seed=8)
-    settings_ = {**case.overrides, "dataset_dir": str(data), "max_epochs": 4, "val_interval": 1, "num_samples": 2}
+    settings_ = {**KILL_SETTINGS, "dataset_dir": str(data)}
 
     reference = run_bundle(
-        BUNDLE, ["train", SMOKE], ckpt_dir=str(tmp_path / "ref"), output_dir=str(tmp_path / "ref"), **settings_
+        BUNDLE, KILL_CONFIGS, ckpt_dir=str(tmp_path / "ref"), output_dir=str(tmp_path / "ref"), **settings_
     )
-    ref_metric = reference.parser.get_parsed_content("validate#evaluator").state.best_metric
+    ref_metric = reference.parser.get_parsed_content("validate#evaluator").state.metrics["val_mean_dice"]
 
     ckpt = tmp_path / "killed"
-    files = config_files(ROOT, ["train"]) + [SMOKE]
+    files = config_files(ROOT, KILL_CONFIGS)
     cmd = [
         sys.executable,
         "-m",
@@ -236,18 +247,43 @@ def test_training_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_run(tm
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while not (ckpt / "checkpoint_epoch=2.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # into epoch 3
+        time.sleep(0.05)
+    time.sleep(0.3)  # into epoch 3 (or in the middle of saving it)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     saved = sorted(p.name for p in ckpt.glob("checkpoint_epoch=*.pt"))
     assert saved and saved[-1] in ("checkpoint_epoch=2.pt", "checkpoint_epoch=3.pt"), saved
 
-    resumed = run_bundle(BUNDLE, ["train", SMOKE], resume=True, ckpt_dir=str(ckpt), output_dir=str(ckpt), **settings_)
+    resumed = run_bundle(BUNDLE, KILL_CONFIGS, resume=True, ckpt_dir=str(ckpt), output_dir=str(ckpt), **settings_)
     trainer = resumed.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 4
     metric = resumed.parser.get_parsed_content("validate#evaluator").state.metrics["val_mean_dice"]
     assert abs(metric - ref_metric) < 0.15, (metric, ref_metric)
+
+
+def test_resume_skips_an_incomplete_checkpoint_and_saving_is_atomic(scripts, tmp_path):
+    from ignite.engine import Engine
+
+    folder = tmp_path / "ckpt"
+    net = torch.nn.Linear(2, 1)
+    engine = Engine(lambda e, b: None)
+    saver = scripts.checkpoints.AtomicCheckpointSaver(
+        save_dir=str(folder),
+        save_dict={"network": net, "optimizer": torch.optim.SGD(net.parameters(), lr=0.1)},
+        save_interval=1,
+        epoch_level=True,
+        n_saved=None,
+    )
+    saver.attach(engine)
+    engine.run([0], max_epochs=2)
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt"]
+    assert all(h.save_handler._atomic for h in [saver._interval_checkpoint])
+    # a kill during a save of epoch 3 leaves a truncated file: resume must pick epoch 2, with a warning
+    (folder / "checkpoint_epoch=3.pt").write_bytes((folder / "checkpoint_epoch=2.pt").read_bytes()[:100])
+    assert scripts.checkpoints.latest_checkpoint(folder) == str(folder / "checkpoint_epoch=2.pt")
+    loaded = torch.load(scripts.checkpoints.latest_checkpoint(folder), weights_only=True)
+    assert torch.equal(loaded["network"]["weight"], net.weight.detach())
+    assert scripts.checkpoints.latest_checkpoint(tmp_path / "missing") is None
 
 
 # --- fuzzing -------------------------------------------------------------------------------------------------------
