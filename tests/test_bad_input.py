@@ -174,3 +174,32 @@ def test_cli_prints_one_line_error(tmp_path):
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last == "error: unknown layout 'bogus'; expected one of msd, totalsegmentator, dicom"
+
+
+def test_monai_bundle_run_on_a_truncated_file_exits_non_zero_with_the_error_last(volume, tmp_path):
+    """From the command line: exit status 1, the traceback ends in the one-line InputError, no output."""
+    path, _ = volume
+    path.write_bytes(path.read_bytes()[:-100])
+    root = BUNDLES_DIR / BUNDLE
+    configs = [str(root / "configs" / f"{n}.json") for n in ("inference", "unet", "cpu")]
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            str(configs).replace(" ", ""),
+            "--bundle_root",
+            str(root),
+        ]
+        + ["--input_path", str(path), "--output_dir", str(out), "--ckpt_path", str(tmp_path / "unused.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    expected = f"{path}: truncated or corrupt gzip stream (expected {48 * 48 * 12 * 2 + 352} bytes of NIfTI data)"
+    assert f"scripts.inputs.InputError: {expected}" in proc.stderr.splitlines(), proc.stderr[-2000:]
+    assert not out.exists() or not any(out.iterdir())
