@@ -406,6 +406,30 @@ class Commands:
 
         return export_network(bundle, out, configs=configs, ckpt=ckpt, formats=formats)
 
+    def demo(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 7860,
+        weights: dict | None = None,
+        configs: dict | None = None,
+        max_file_size: str = "1gb",
+        tabs: Sequence[str] | None = None,
+    ) -> None:
+        """The Gradio demo: one tab per bundle, each running the bundle's inference config (http://127.0.0.1:7860).
+
+        Args:
+            host: address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes it to the network).
+            port: port.
+            weights: bundle -> weights, e.g. '{"liver_tumor_ct_segmentation": "runs/quickstart/models/model.pt"}'
+                (default: each bundle's models/model.pt, else untrained weights, said so in the tab).
+            configs: bundle -> config variants, e.g. '{"liver_tumor_ct_segmentation": ["unet", "cpu"]}'.
+            max_file_size: largest upload, e.g. "1gb".
+            tabs: tabs to show, e.g. "[liver,brain]" (liver, organs, patch, brain, cxr; default all ready ones).
+        """
+        from .demo import launch
+
+        launch(host=host, port=port, weights=weights, configs=configs, max_file_size=max_file_size, tabs=tabs)
+
     def bundles(self) -> list[str]:
         """List the bundles in bundles/."""
         from .bundles import list_bundles
