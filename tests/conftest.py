@@ -7,6 +7,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Fuzz tests: a fixed, bounded set of examples in CI; `HYPOTHESIS_PROFILE=fuzz make test PYTEST_ARGS="-k fuzz"` for a
+# longer random campaign.
+settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None)
+settings.register_profile("fuzz", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# One OpenMP thread per test process unless told otherwise: on a few shared cores, busy-waiting OpenMP threads stall
+# (the abdominal 2D smoke run took 150-275 s with the default threads and 30 s with one, load ~9 on 2 cores).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MONAI_APPS_SHARED", REPO_ROOT.parent / "shared")).resolve()

@@ -297,7 +297,7 @@ def valid_files(tmp_path_factory):
     return nifti, dicom
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile in conftest.py
 @given(data=st.data())
 def test_fuzz_loading_entry_points_fail_only_with_input_errors(scripts, valid_files, tmp_path_factory, data):
     nifti, dicom = valid_files

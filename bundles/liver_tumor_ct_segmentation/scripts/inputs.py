@@ -115,17 +115,17 @@ def check_dicom_series(folder: str | os.PathLike, modality: str | None = "CT") -
             continue  # not DICOM (a readme, a thumbnail): ignored as ITK does
         except Exception as err:
             raise InputError(f"{f}: unreadable DICOM file ({type(err).__name__}: {err})") from err
-        if getattr(ds, "Rows", None) is None:
-            continue  # not an image (a DICOMDIR, a structured report)
-        if "PixelData" not in ds:
-            raise InputError(f"{f}: DICOM file has no complete pixel data (truncated?)")
-        syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-        if syntax is not None and not syntax.is_compressed:
-            expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-            expected *= int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) // 8
-            if len(ds.PixelData) < expected:
-                raise InputError(f"{f}: truncated pixel data ({len(ds.PixelData)} of {expected} bytes)")
-        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((f, ds))
+        try:
+            for _ in ds.iterall():  # parse every element now: a corrupt one fails here, with its file's name
+                pass
+            if not _is_complete_image(f, ds):
+                continue
+            uid = str(ds.get("SeriesInstanceUID", ""))
+        except InputError:
+            raise
+        except Exception as err:  # pydicom parses lazily: a corrupt element fails only when it is read
+            raise InputError(f"{f}: malformed DICOM file ({type(err).__name__}: {err})") from err
+        series.setdefault(uid, []).append((f, ds))
     if not series:
         raise InputError(f"{folder}: no DICOM files found")
     if len(series) > 1:
@@ -135,8 +135,28 @@ def check_dicom_series(folder: str | os.PathLike, modality: str | None = "CT") -
     modalities = {str(ds.get("Modality", "")) for _, ds in items}
     if modality is not None and modalities != {modality}:
         raise InputError(f"{folder}: DICOM modality {', '.join(sorted(modalities))} is not {modality}")
-    _check_slice_positions(folder, items)
+    try:
+        _check_slice_positions(folder, items)
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(f"{folder}: malformed slice position or orientation ({type(err).__name__}: {err})") from err
     return [f for f, _ in items]
+
+
+def _is_complete_image(f: Path, ds) -> bool:
+    """Whether ``ds`` is an image (``False`` for a DICOMDIR or a report); an image must hold all its pixel data."""
+    if getattr(ds, "Rows", None) is None:
+        return False
+    if "PixelData" not in ds:
+        raise InputError(f"{f}: DICOM file has no complete pixel data (truncated?)")
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is not None and not syntax.is_compressed:
+        expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+        expected *= int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) // 8
+        if len(ds.PixelData) < expected:
+            raise InputError(f"{f}: truncated pixel data ({len(ds.PixelData)} of {expected} bytes)")
+    return True
 
 
 def _check_slice_positions(folder: Path, items: list) -> None:
