@@ -220,3 +220,28 @@ def test_bench_model_reports_throughput_flops_and_memory():
     assert row["items_per_s"] > 0 and row["peak_rss_mb"] > 100
     assert row["flops_per_item"] > 1e9  # a 3D UNet on a 96x96x64 patch: several GFLOP
     assert matmul_gflops(n=512, repeats=2) > 1.0
+
+
+@pytest.mark.parametrize("bundle", [b for b in list_bundles() if b != LIVER])
+def test_every_bundle_exports_to_the_zoo_and_installs_with_monai(bundle, tmp_path):
+    """Each bundle's zip installs with ``monai.bundle.download`` (offline); ``monai.bundle.load`` gives its weights."""
+    from monai.bundle import download, load
+
+    from monai_apps.zoo import export_bundle
+
+    torch.manual_seed(0)
+    net = build_network(bundle, ["inference"])
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    result = export_bundle(bundle, tmp_path / "dist", ckpt=tmp_path / "model.pt")
+    version = json.loads((BUNDLES_DIR / bundle / "configs" / "metadata.json").read_text())["version"]
+    zip_path = Path(result["zip"])
+    assert zip_path.name == f"{bundle}_v{version}.zip"
+    installed = tmp_path / "installed"
+    download(name=bundle, version=version, url=zip_path.as_uri(), bundle_dir=str(installed))
+    for member in ("models/model.pt", "models/model.ts", "large_files.yml", "configs/inference.json", "LICENSE"):
+        assert (installed / bundle / member).is_file(), member
+    loaded = load(name=bundle, bundle_dir=str(installed), source="monaihosting", workflow_type="inference")
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+    with open(installed / bundle / "models" / "model.pt", "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == result["sha256"]["model.pt"]
