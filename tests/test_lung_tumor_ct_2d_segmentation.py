@@ -1,0 +1,174 @@
+"""The lung tumour 2D bundle beyond the shared checks: oversampling, skipped slices, the lung-recipe normalisation
+matching the slice pipeline, NRRD inference on the real chest CTs, the DiceCE variant and bad input."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from smoke_cases.lung_tumor_ct_2d_segmentation import make_lung_slices
+
+from monai_apps.bundles import BUNDLES_DIR, config_files, run_bundle
+
+BUNDLE = "lung_tumor_ct_2d_segmentation"
+ROOT = BUNDLES_DIR / BUNDLE
+SMALL = {"image_size": [64, 64], "features": [8, 8, 16, 32, 64, 8], "batch_size": 4, "num_workers": 0}
+
+
+def root_cause(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    message = str(err)
+    assert "\n" not in message, f"multi-line error: {message!r}"
+    return message
+
+
+@pytest.fixture()
+def scripts():
+    sys.path.insert(0, str(ROOT))
+    try:
+        yield importlib.import_module("scripts")
+    finally:
+        sys.path.remove(str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_lung_slices(tmp_path_factory.mktemp("lung"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from monai.networks.nets import BasicUNet
+
+    torch.manual_seed(0)
+    net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=SMALL["features"])
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def _parser(*names: str, **overrides):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(config_files(ROOT, list(names)))
+    parser.update({"bundle_root": str(ROOT), **overrides})
+    return parser
+
+
+def test_sampler_weights_balance_tumour_and_empty_slices(scripts, dataset):
+    items = scripts.datalist.slice_datalist(dataset, keys=["image", "label", "classes"])
+    weights = np.array(scripts.datalist.class_balanced_weights(items))
+    tumour = np.array([bool(i["classes"]) for i in items])
+    assert 0 < tumour.sum() < len(items)
+    assert weights[tumour].sum() == pytest.approx(weights[~tumour].sum())
+    sampler = torch.utils.data.WeightedRandomSampler(weights, num_samples=20000, replacement=True)
+    drawn = tumour[np.array(list(sampler))]
+    assert abs(drawn.mean() - 0.5) < 0.03, "tumour slices are not drawn half of the time"
+
+
+def test_config_wires_the_weighted_sampler_and_skips_the_first_slices(dataset):
+    parser = _parser("train", dataset_dir=str(dataset), skip_first=4, num_workers=0)
+    sys.path.insert(0, str(ROOT))
+    try:
+        items = parser.get_parsed_content("train#items")
+        loader = parser.get_parsed_content("train#dataloader")
+    finally:
+        sys.path.remove(str(ROOT))
+    assert min(i["slice"] for i in items) >= 4
+    data = json.loads((dataset / "datalist.json").read_text())
+    assert len(items) == sum(1 for s in data["training"] if s["slice"] >= 4) < len(data["training"])
+    assert isinstance(loader.sampler, torch.utils.data.WeightedRandomSampler)
+    assert len(loader.sampler) == len(items)
+    assert parser.get_parsed_content("skip_first") == 4
+    assert _parser("train").get_parsed_content("skip_first") == 30
+
+
+def test_lung_normalisation_of_the_bundle_matches_the_prepared_slices(scripts, dataset):
+    """Validation/inference preprocessing of a whole volume gives the very slices the pipeline wrote."""
+    parser = _parser("train", dataset_dir=str(dataset), image_size=[64, 64])
+    sys.path.insert(0, str(ROOT))
+    try:
+        transform = parser.get_parsed_content("validate#preprocessing")
+    finally:
+        sys.path.remove(str(ROOT))
+    data = json.loads((dataset / "datalist.json").read_text())
+    item = data["training"][0]
+    volume = next(v for v in data["volumes"]["training"] if v["patient"] == item["patient"])
+    out = transform({"image": volume["image"], "label": str(dataset / volume["label"])})
+    np.testing.assert_allclose(
+        np.asarray(out["image"][0, :, :, item["slice"]]), np.load(dataset / item["image"]), atol=1e-5
+    )
+    np.testing.assert_array_equal(np.asarray(out["label"][0, :, :, item["slice"]]), np.load(dataset / item["label"]))
+    assert float(out["image"].min()) >= -1000 / 3071 - 1e-6 and float(out["image"].max()) <= 1.0
+
+
+def test_dicece_variant_is_a_drop_in_loss():
+    from monai.losses import DiceCELoss
+
+    loss = _parser("train", "dicece").get_parsed_content("loss")
+    assert isinstance(loss, DiceCELoss)
+    logits, target = torch.randn(2, 1, 16, 16), (torch.rand(2, 1, 16, 16) > 0.7).float()
+    assert torch.isfinite(loss(logits, target))
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("case", ["lung1", "lung2"])
+def test_inference_on_the_real_nrrd_chest_ct_keeps_its_geometry(real_dir, checkpoint, tmp_path, case):
+    import SimpleITK as sitk
+
+    source = real_dir / "pyradiomics" / f"{case}_image.nrrd"
+    run_bundle(
+        BUNDLE, ["inference"], input_path=str(source), ckpt_path=str(checkpoint), output_dir=str(tmp_path), **SMALL
+    )
+    out = nib.load(tmp_path / f"{case}_image_seg.nii.gz")
+    ref = sitk.ReadImage(str(source))
+    assert out.shape == ref.GetSize()
+    # NIfTI (RAS) vs ITK (LPS): same voxel size and the same physical position of the first voxel
+    np.testing.assert_allclose(np.linalg.norm(out.affine[:3, :3], axis=0), ref.GetSpacing(), rtol=1e-5)
+    np.testing.assert_allclose(out.affine[:3, 3] * [-1, -1, 1], ref.GetOrigin(), atol=1e-3)
+    assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1}
+
+
+def test_evaluation_reports_dice_and_pngs(dataset, checkpoint, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.pt").write_bytes(checkpoint.read_bytes())
+    run_bundle(
+        BUNDLE,
+        ["train", "evaluate"],
+        dataset_dir=str(dataset),
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "eval"),
+        **SMALL,
+    )
+    metrics = dict(line.split(",") for line in (tmp_path / "eval" / "metrics.csv").read_text().split())
+    assert {"val_mean_dice", "val_tumour_dice", "val_tumour_auc", "val_pixel_accuracy"} <= set(metrics)
+    assert (tmp_path / "eval" / "roc_curves.png").is_file() and (tmp_path / "eval" / "confusion_matrix.png").is_file()
+    per_case = (tmp_path / "eval" / "val_tumour_dice_raw.csv").read_text().splitlines()
+    assert len(per_case) == 2, per_case  # header + the one held-out volume
+
+
+def test_inference_refuses_a_non_ct_dicom_series(checkpoint, tmp_path):
+    from monai_apps.data.synthetic_chest import generate_chest_ct
+    from monai_apps.data.writers import write_dicom_series
+
+    ct = generate_chest_ct(1, shape=(32, 32, 8), spacing=(8.0, 8.0, 20.0))
+    write_dicom_series(tmp_path / "series", ct.image, ct.affine, modality="MR")
+    with pytest.raises(Exception) as err:
+        run_bundle(
+            BUNDLE,
+            ["inference"],
+            input_path=str(tmp_path / "series"),
+            ckpt_path=str(checkpoint),
+            output_dir=str(tmp_path / "out"),
+            **SMALL,
+        )
+    assert "DICOM modality MR is not CT" in root_cause(err.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
