@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
+# tests run one OpenMP thread each (tests/conftest.py), so one pytest worker per core; a test file stays on one worker
+PYTEST_WORKERS ?= 2
 
 .PHONY: venv quickstart test lint format clean
 
@@ -22,7 +24,7 @@ quickstart: venv
 	$(PY) -m monai_apps quickstart
 
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check monai_apps tests bundles

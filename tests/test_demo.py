@@ -300,7 +300,11 @@ def test_browser_upload_move_slider_and_see_the_overlay(server, tmp_path):
             page.goto(server.local_url, wait_until="domcontentloaded")
             page.locator("#liver_upload").wait_for(timeout=60_000)
             page.locator("#liver_upload input[type=file]").set_input_files(str(source))
-            page.locator("#liver_upload").get_by_text(source.name).wait_for(timeout=30_000)
+            # the uploaded file is listed (Gradio may split the name into stem and extension spans)
+            upload = page.locator("#liver_upload")
+            upload.locator(f'[aria-label="{source.name}"]').or_(upload.get_by_text(source.name)).first.wait_for(
+                timeout=60_000
+            )
             page.locator("#liver_run").click()
             overlay = page.locator("#liver_overlay img")
             overlay.wait_for(state="visible", timeout=120_000)
