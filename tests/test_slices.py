@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -341,3 +342,24 @@ def test_real_dicom_series_and_its_las_label_align_in_ras(real_dir):
     assert np.median(hu[label == 0]) < 0
     flipped = label[:, ::-1]
     assert not 60 < np.median(hu[flipped == 1]) < 130 or np.mean(flipped == label) < 0.95
+
+
+def test_totalsegmentator_folder_with_organs_missing_maps_the_others_and_says_which(ts_cohort, tmp_path, caplog):
+    """A subject whose spleen mask file is gone: the spleen is absent from the label, the other organs are kept,
+    and the log names the missing file; without any of the requested organs the case is refused."""
+    import logging
+
+    subject = tmp_path / "Subject_001"
+    shutil.copytree(ts_cohort / "Subject_001", subject)
+    settings = SliceSettings(classes=CLASS_PRESETS["abdominal_organs"], size=None)
+    case = Case("Subject_001", str(subject / "ct.nii.gz"), str(subject / "segmentations"))
+    _, _, full, _ = load_case(case, settings)
+    (subject / "segmentations" / "spleen.nii.gz").unlink()
+    with caplog.at_level(logging.WARNING, logger="monai_apps.data.slices"):
+        _, _, partial, _ = load_case(case, settings)
+    spleen = list(CLASS_PRESETS["abdominal_organs"]).index("spleen") + 1
+    assert (full == spleen).any() and not (partial == spleen).any()
+    np.testing.assert_array_equal(partial[full != spleen], full[full != spleen])
+    assert "spleen.nii.gz" in caplog.text and "absent" in caplog.text
+    with pytest.raises(SliceError, match="empty label"):
+        load_case(case, SliceSettings(classes={"spleen": ["spleen"]}, size=None))

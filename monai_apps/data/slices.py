@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .writers import write_json, write_nifti
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CLASS_PRESETS",
@@ -382,12 +385,14 @@ def _map_label_volume(values: np.ndarray, classes: dict[str, list[str | int]], w
 def _map_mask_folder(folder: Path, classes: dict[str, list[str | int]], shape, affine) -> np.ndarray:
     """Union of TotalSegmentator per-structure masks; a structure without a file is absent from the scan."""
     out = np.zeros(shape, dtype=np.uint8)
+    missing = []
     for cls, sources in enumerate(classes.values(), start=1):
         for source in sources:
             if not isinstance(source, str):
                 raise SliceError(f"{folder}: a segmentations folder needs structure names, got label value {source}")
             path = folder / f"{source}.nii.gz"
             if not path.is_file():
+                missing.append(path.name)
                 continue
             try:
                 mask = nib.load(str(path))
@@ -399,6 +404,8 @@ def _map_mask_folder(folder: Path, classes: dict[str, list[str | int]], shape, a
             if not np.allclose(mask.affine, affine, atol=1e-3):
                 raise SliceError(f"{path}: mask affine does not match the image affine")
             out[data > 0] = cls
+    if missing:  # TotalSegmentator writes every mask, empty ones too: a missing file is worth a line in the log
+        logger.warning(f"{folder}: no mask file for {', '.join(missing)}; taken as absent from the scan")
     return out
 
 
