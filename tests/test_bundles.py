@@ -197,3 +197,46 @@ def test_smoke_profile_only_sets_shared_keys():
     for bundle in BUNDLES:
         train = json.loads((BUNDLES_DIR / bundle / "configs" / "train.json").read_text())
         assert set(smoke) <= set(train), f"{bundle}/train.json lacks {set(smoke) - set(train)}"
+
+
+# Bundles are self-contained (a bundle never imports this repository's package), so a few helpers are vendored into
+# several bundles' scripts/. The copies must stay identical: fix one, copy it to the others.
+VENDORED_SCRIPTS = [
+    (
+        ["abdominal_organs_ct_2d_segmentation", "left_atrium_mri_2d_segmentation", "lung_tumor_ct_2d_segmentation"],
+        ["checkpoints.py", "datalist.py", "inputs.py", "metrics.py", "precision.py", "report.py", "transforms.py"],
+    ),
+    (
+        ["brain_metastasis_ct_classification", "organ_patch_ct_classification", "pneumonia_cxr_classification"],
+        ["checkpoints.py"],
+    ),
+    (["organ_patch_ct_classification", "pneumonia_cxr_classification"], ["confusion.py", "pretrained.py"]),
+    (
+        [
+            "brain_metastasis_ct_classification",
+            "liver_tumor_ct_segmentation",
+            "organ_patch_ct_classification",
+            "pneumonia_cxr_classification",
+        ],
+        ["precision.py"],
+    ),
+    (
+        [
+            "abdominal_organs_ct_2d_segmentation",
+            "left_atrium_mri_2d_segmentation",
+            "liver_tumor_ct_segmentation",
+            "lung_tumor_ct_2d_segmentation",
+        ],
+        ["writers.py"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("bundles", "names"), VENDORED_SCRIPTS)
+def test_vendored_scripts_stay_identical(bundles, names):
+    present = [b for b in bundles if b in BUNDLES]
+    for name in names:
+        texts = {b: (BUNDLES_DIR / b / "scripts" / name).read_text() for b in present}
+        first = present[0]
+        differing = [b for b in present[1:] if texts[b] != texts[first]]
+        assert not differing, f"scripts/{name} of {differing} differs from {first}'s: copy the fixed one to all"
