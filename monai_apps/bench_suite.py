@@ -221,7 +221,11 @@ def _data_side(out: Path) -> dict:
 
 
 def run_benchmarks(
-    out: str = "runs/bench", bundles: Sequence[str] | None = None, repeats: int = 5, batch: int = 2
+    out: str = "runs/bench",
+    bundles: Sequence[str] | None = None,
+    repeats: int = 5,
+    batch: int = 2,
+    data_side: bool = True,
 ) -> dict:
     """Benchmark every bundle's network on every runtime; write ``bench.csv``, ``bench.json``, ``bench.png``.
 
@@ -230,6 +234,7 @@ def run_benchmarks(
         bundles: bundle names (default all).
         repeats: timed forward passes per measurement (best is kept).
         batch: inputs per forward pass.
+        data_side: also time preprocessing, organ-patch extraction and training iterations (minutes).
     """
     import torch
 
@@ -283,7 +288,7 @@ def run_benchmarks(
             row["gflop_per_item"] = round(eager["flops_per_item"] / 1e9, 2)
             row["achieved_gflops"] = round(gflops, 1)
             row["share_of_matmul_peak"] = round(gflops / peak, 3) if row["device"] == "cpu" else None
-    data_side = _data_side(out_dir)
+    data_figures = _data_side(out_dir) if data_side else {}
     fields = [
         "bundle",
         "profile",
@@ -303,10 +308,10 @@ def run_benchmarks(
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    summary = {"machine": machine, "models": rows, "data": data_side}
+    summary = {"machine": machine, "models": rows, "data": data_figures}
     (out_dir / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
     _chart(rows, out_dir / "bench.png")
-    print(json.dumps({"machine": machine, "data": data_side}))
+    print(json.dumps({"machine": machine, "data": data_figures}))
     return summary
 
 

@@ -369,7 +369,14 @@ class Commands:
 
     zoo = Zoo()
 
-    def bench(self, out: str = "runs/bench", bundles: Sequence[str] | None = None, repeats: int = 5, batch: int = 2):
+    def bench(
+        self,
+        out: str = "runs/bench",
+        bundles: Sequence[str] | None = None,
+        repeats: int = 5,
+        batch: int = 2,
+        data_side: bool = True,
+    ):
         """Throughput and peak memory of every bundle's network on eager/bf16/TorchScript/ONNX Runtime (and GPU).
 
         Writes bench.csv, bench.json and bench.png; also measures this CPU's matmul GFLOP/s, preprocessing seconds
@@ -380,10 +387,11 @@ class Commands:
             bundles: bundle names, e.g. "[liver_tumor_ct_segmentation]" (default all).
             repeats: timed forward passes per measurement (the best is kept).
             batch: network inputs per forward pass.
+            data_side: also the data-side figures (minutes; ``--data_side false`` for the networks only).
         """
         from .bench_suite import run_benchmarks
 
-        run_benchmarks(out=out, bundles=bundles, repeats=repeats, batch=batch)
+        run_benchmarks(out=out, bundles=bundles, repeats=repeats, batch=batch, data_side=data_side)
 
     def export(
         self,
