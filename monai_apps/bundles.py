@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUNDLES_DIR", "REPO_ROOT", "bundle_path", "config_files", "list_bundles", "run_bundle"]
+__all__ = ["BUNDLES_DIR", "REPO_ROOT", "bundle_imports", "bundle_path", "config_files", "list_bundles", "run_bundle"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLES_DIR = REPO_ROOT / "bundles"
@@ -47,6 +48,22 @@ def _forget_bundle_scripts() -> None:
         del sys.modules[name]
 
 
+@contextmanager
+def bundle_imports(root: str | os.PathLike) -> Iterator[None]:
+    """Within the block, ``import scripts`` gives this bundle's ``scripts`` package (and no other bundle's).
+
+    The bundle folder goes first on ``sys.path`` (MONAI inserts it at index 1 only, so a folder that an earlier run
+    left at index 0 would otherwise win) and cached ``scripts`` modules are dropped on entry (they stay cached after the
+    block, so objects already built keep working).
+    """
+    _forget_bundle_scripts()
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+
+
 def run_bundle(bundle: str | os.PathLike, configs: Sequence[str], **overrides: Any) -> Any:
     """Run a bundle workflow in-process, as ``python -m monai.bundle run`` would.
 
@@ -69,13 +86,8 @@ def run_bundle(bundle: str | os.PathLike, configs: Sequence[str], **overrides: A
         logging_file=str(root / "configs" / "logging.conf"),
         **overrides,
     )
-    # this bundle's folder first on sys.path while it runs: MONAI inserts it at index 1 only, and a folder that an
-    # earlier run left at index 0 would otherwise provide another bundle's ``scripts`` package
-    sys.path.insert(0, str(root))
-    try:
+    with bundle_imports(root):
         workflow.initialize()
         workflow.run()
         workflow.finalize()
-    finally:
-        sys.path.remove(str(root))
     return workflow

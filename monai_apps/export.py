@@ -12,26 +12,40 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from .bundles import bundle_path, config_files
+from .bundles import bundle_imports, bundle_path, config_files
 
 __all__ = ["build_network", "example_input", "export_network"]
 
 
 def build_network(
-    bundle: str | os.PathLike, configs: Sequence[str] = ("inference",), ckpt: str | os.PathLike | None = None
+    bundle: str | os.PathLike,
+    configs: Sequence[str] = ("inference",),
+    ckpt: str | os.PathLike | None = None,
+    **overrides: Any,
 ) -> torch.nn.Module:
-    """``network_def`` of a bundle's merged configs, in eval mode, with weights from ``ckpt`` when given."""
+    """``network_def`` of a bundle's merged configs, in eval mode, with weights from ``ckpt`` when given.
+
+    Args:
+        bundle: a bundle name in ``bundles/`` or a bundle folder.
+        configs: config names merged in order.
+        ckpt: weights (a state dict, or a checkpoint holding one under ``model``).
+        overrides: config overrides, for example the network width of a smoke profile.
+    """
     from monai.bundle import ConfigParser
 
     root = Path(bundle) if Path(bundle).is_dir() else bundle_path(str(bundle))
     parser = ConfigParser()
     parser.read_config(config_files(root, configs))
     parser["bundle_root"] = str(root)
-    net = parser.get_parsed_content("network_def")
+    for key, value in overrides.items():
+        parser[key] = value
+    with bundle_imports(root):
+        net = parser.get_parsed_content("network_def")
     if ckpt is not None:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

@@ -146,10 +146,10 @@ def test_bundle_runs_alone_from_a_copy(bundle, tmp_path, isolated_env):
     source = case.inference_input(data)
     copy = tmp_path / "elsewhere" / bundle
     shutil.copytree(BUNDLES_DIR / bundle, copy, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
-    net = build_network(copy, ["inference"])
+    inference_overrides = {k: v for k, v in case.overrides.items() if k in _inference_keys(copy)}
+    net = build_network(copy, ["inference"], **inference_overrides)  # the smoke case may shrink the network
     (copy / "models").mkdir()
     torch.save(net.state_dict(), copy / "models" / "model.pt")
-    inference_overrides = {k: v for k, v in case.overrides.items() if k in _inference_keys(copy)}
     proc = _run_bundle_cli(
         copy,
         ["inference"],
