@@ -387,7 +387,7 @@ class Commands:
             bundles: bundle names, e.g. "[liver_tumor_ct_segmentation]" (default all).
             repeats: timed forward passes per measurement (the best is kept).
             batch: network inputs per forward pass.
-            data_side: also the data-side figures (minutes; ``--data_side false`` for the networks only).
+            data_side: also the data-side figures (minutes; ``--data_side False`` for the networks only).
         """
         from .bench_suite import run_benchmarks
 
