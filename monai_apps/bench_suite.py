@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .bundles import BUNDLES_DIR, list_bundles
+from .bundles import BUNDLES_DIR, bundle_imports, list_bundles
 
 __all__ = ["bench_model", "matmul_gflops", "network_profiles", "run_benchmarks"]
 
@@ -177,8 +177,7 @@ def _data_side(out: Path) -> dict:
         from .bundles import config_files
 
         root = BUNDLES_DIR / "liver_tumor_ct_segmentation"
-        sys.path.insert(0, str(root))
-        try:
+        with bundle_imports(root):
             parser = ConfigParser()
             parser.read_config(config_files(root, ["inference", "unet", "cpu"]))
             parser["bundle_root"] = str(root)
@@ -186,8 +185,6 @@ def _data_side(out: Path) -> dict:
             t0 = time.perf_counter()
             preprocessing({"image": str(volume)})
             figures["liver_preprocessing_s_per_512x512x200"] = round(time.perf_counter() - t0, 2)
-        finally:
-            sys.path.remove(str(root))
         data = generate_cohort(Path(tmp) / "Task03_Liver", n_cases=6, shape=(512, 512, 64), progress=False)
         plain = {
             "train#dataset": {"_target_": "Dataset", "data": "@train#datalist", "transform": "@train#preprocessing"},

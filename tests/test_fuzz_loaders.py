@@ -8,7 +8,6 @@ hypothesis profile in ``conftest.py`` (40 in CI, ``HYPOTHESIS_PROFILE=fuzz`` for
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monai_apps.bundles import BUNDLES_DIR
+from monai_apps.bundles import BUNDLES_DIR, bundle_imports
 
 
 def _bundle_scripts(bundle: str):
-    for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
-        del sys.modules[name]
-    sys.path.insert(0, str(BUNDLES_DIR / bundle))
-    try:
+    with bundle_imports(BUNDLES_DIR / bundle):
         return importlib.import_module("scripts")
-    finally:
-        sys.path.remove(str(BUNDLES_DIR / bundle))
 
 
 def _mutate(data: st.DataObject, blob: bytes) -> bytes:

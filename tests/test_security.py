@@ -5,13 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from monai_apps.bundles import BUNDLES_DIR, list_bundles
+from monai_apps.bundles import BUNDLES_DIR, bundle_imports, list_bundles
 
 BUNDLES = list_bundles()
 
@@ -24,11 +23,6 @@ class Payload:
 
     def __reduce__(self):
         return (Path.touch, (Path(self.marker),))
-
-
-def _forget_scripts() -> None:
-    for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
-        del sys.modules[name]
 
 
 def _checkpoint_loaders(bundle: str, config: str) -> list[str]:
@@ -68,9 +62,7 @@ def test_checkpoint_with_pickled_code_is_refused(bundle, config, tmp_path):
     merged = ["train", "evaluate"] if config == "evaluate" else [config]  # evaluate.json overrides train.json
     parser.read_config([str(root / "configs" / f"{name}.json") for name in merged])
     parser["bundle_root"] = str(root)
-    _forget_scripts()
-    sys.path.insert(0, str(root))
-    try:
+    with bundle_imports(root):
         for loader_id in loaders:
             parser[f"{loader_id}#load_path"] = str(evil)
             parser[f"{loader_id}#map_location"] = "cpu"
@@ -80,9 +72,6 @@ def test_checkpoint_with_pickled_code_is_refused(bundle, config, tmp_path):
             loader.attach(engine)
             with pytest.raises(Exception, match="[Ww]eights only load failed"):
                 engine.run([0], max_epochs=1)
-    finally:
-        sys.path.remove(str(root))
-        _forget_scripts()
     assert not marker.exists(), "the checkpoint's code ran"
 
 
