@@ -278,6 +278,31 @@ def test_patient_batches(scripts):
         scripts.sampling.collate_patient([ds[0], ds[3]])
 
 
+def test_several_patients_per_step(scripts):
+    patients = [
+        {"image": torch.full((n, 4, 4), float(i)), "label": lab, "patient_id": f"P{i}", "slice_index": torch.arange(n)}
+        for i, (n, lab) in enumerate([(3, 1), (5, 0), (2, 1)])
+    ]
+    ds = scripts.sampling.PatientSliceDataset(patients)
+    sampler = scripts.sampling.PatientBatchSampler(
+        ds.patient_slices, seed=0, num_replicas=1, rank=0, patients_per_batch=2
+    )
+    steps = list(sampler)
+    assert len(sampler) == len(steps) == 2, "3 patients, 2 per step: 2 steps"
+    assert sorted(i for s in steps for i in s) == list(range(10)), "every slice once per epoch"
+    first = max(steps, key=lambda step: len({ds[i]["patient_id"] for i in step}))  # the step with two patients
+    batch = scripts.sampling.collate_patients([ds[i] for i in first])
+    ids = batch["patient_id"]
+    n = max({"P0": 3, "P1": 5, "P2": 2}[p] for p in ids)
+    assert len(ids) == 2 and batch["image"].shape == (2, n, 4, 4) and batch["label"].shape == (2, 1)
+    for row, pid in enumerate(ids):  # padding repeats the patient's own last slice: the MAX is unchanged
+        assert torch.all(batch["image"][row] == float(pid[1:]))
+        assert batch["label"][row, 0] == {"P0": 1.0, "P1": 0.0, "P2": 1.0}[pid]
+    one = scripts.sampling.collate_patients([ds[i] for i in ds.patient_slices[1]])
+    ref = scripts.sampling.collate_patient([ds[i] for i in ds.patient_slices[1]])
+    assert torch.equal(one["image"], ref["image"]) and one["patient_id"] == ref["patient_id"]
+
+
 # ---------------------------------------------------------------- network, pretrained weights, curriculum
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["PatientBatchSampler", "PatientSliceDataset", "collate_patient"]
+__all__ = ["PatientBatchSampler", "PatientSliceDataset", "collate_patient", "collate_patients"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ class PatientBatchSampler(Sampler[list[int]]):
         num_replicas: processes sharing the patients (DDP); ``None`` reads ``torch.distributed``.
         rank: this process's rank; ``None`` reads ``torch.distributed``.
         even_divisible: repeat patients so every process gets the same number of steps (needed by DDP training).
+        patients_per_batch: patients per step (default 1). With more than one, collate with
+            :func:`collate_patients`: the batch norms of the network then see several patients per step, and the
+            gradient of a step averages several patient losses.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class PatientBatchSampler(Sampler[list[int]]):
         num_replicas: int | None = None,
         rank: int | None = None,
         even_divisible: bool = False,
+        patients_per_batch: int = 1,
     ) -> None:
         if not len(patient_slices):
             raise ValueError("no patients to sample from")
@@ -110,6 +114,7 @@ class PatientBatchSampler(Sampler[list[int]]):
         self.rank = int(rank)
         self.even_divisible = bool(even_divisible)
         self.epoch = 0
+        self.patients_per_batch = max(1, int(patients_per_batch))
 
     def _order(self) -> list[int]:
         order = list(range(len(self.patient_slices)))
@@ -126,11 +131,12 @@ class PatientBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         order = self._order()
         self.epoch += 1
-        for p in order:
-            yield list(self.patient_slices[p])
+        k = self.patients_per_batch
+        for start in range(0, len(order), k):
+            yield [i for p in order[start : start + k] for i in self.patient_slices[p]]
 
     def __len__(self) -> int:
-        return len(self._order())
+        return -(-len(self._order()) // self.patients_per_batch)
 
 
 def collate_patient(samples: Sequence[dict]) -> dict[str, Any]:
@@ -161,3 +167,36 @@ def collate_patient(samples: Sequence[dict]) -> dict[str, Any]:
     if "label" in samples[0]:
         batch["label"] = torch.as_tensor([[float(samples[0]["label"])]], dtype=torch.float32)
     return batch
+
+
+def collate_patients(samples: Sequence[dict]) -> dict[str, Any]:
+    """Stack the slice samples of several patients (:class:`PatientBatchSampler` with ``patients_per_batch > 1``).
+
+    Each patient's slices are collated by :func:`collate_patient`; stacks shorter than the longest are padded by
+    repeating their last slice, which leaves the MAX over a patient's slice logits unchanged.
+
+    Returns:
+        ``image`` ``(B, S, H, W)``, ``label`` ``(B, 1)``, ``slice_index``/``slice_z`` ``(B, S)``, ``patient_id`` and
+        ``source`` as lists of ``B``.
+    """
+    if not samples:
+        raise ValueError("empty patient batch")
+    groups: dict[Any, list[dict]] = {}
+    for s in samples:
+        groups.setdefault(s.get("patient_id"), []).append(s)
+    batches = [collate_patient(g) for g in groups.values()]
+    n = max(b["image"].shape[1] for b in batches)
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        if t.shape[1] == n:
+            return t
+        return torch.cat([t, t[:, -1:].expand(t.shape[0], n - t.shape[1], *t.shape[2:])], dim=1)
+
+    out: dict[str, Any] = {
+        key: torch.cat([pad(b[key]) for b in batches]) for key in ("image", "slice_index", "slice_z")
+    }
+    out["patient_id"] = [b["patient_id"][0] for b in batches]
+    out["source"] = [b["source"][0] for b in batches]
+    if all("label" in b for b in batches):
+        out["label"] = torch.cat([b["label"] for b in batches])
+    return out
