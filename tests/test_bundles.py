@@ -199,6 +199,34 @@ def test_smoke_profile_only_sets_shared_keys():
         assert set(smoke) <= set(train), f"{bundle}/train.json lacks {set(smoke) - set(train)}"
 
 
+BASE_CONFIGS = {"train", "evaluate", "inference", "multi_gpu_train", "metadata"}
+#: overrides the docs merge at inference too (profiles and network variants); the others are training-only
+INFERENCE_OVERRIDES = {"cpu", "unet", "cnn"}
+OVERRIDES = [
+    (bundle, path.stem)
+    for bundle in BUNDLES
+    for path in sorted((BUNDLES_DIR / bundle / "configs").glob("*.json"))
+    if path.stem not in BASE_CONFIGS
+]
+
+
+@pytest.mark.parametrize(("bundle", "override"), OVERRIDES)
+def test_overrides_merge_over_the_configs_they_are_used_with(bundle, override):
+    """An override file sets top-level scalars or ids that exist in every config it is merged over (MONAI's merge
+    raises ``KeyError: query key`` for a nested id whose parent is missing, e.g. ``train#...`` over inference.json)."""
+    from monai.bundle import ConfigParser
+
+    combos = [("train",), ("train", "evaluate"), ("train", "multi_gpu_train")]
+    if override in INFERENCE_OVERRIDES:
+        combos.append(("inference",))
+    keys = json.loads((BUNDLES_DIR / bundle / "configs" / f"{override}.json").read_text())
+    for combo in combos:
+        parser = ConfigParser()
+        parser.read_config(_configs(bundle, *combo, override))  # raises on an id the base configs lack
+        for key, value in keys.items():
+            assert parser.get(key) == value, f"{bundle}: {override}.json sets {key} but {combo} hold {parser.get(key)}"
+
+
 # Bundles are self-contained (a bundle never imports this repository's package), so a few helpers are vendored into
 # several bundles' scripts/. The copies must stay identical: fix one, copy it to the others.
 VENDORED_SCRIPTS = [
