@@ -445,12 +445,37 @@ class Commands:
         return list_bundles()
 
 
+_BOOL_WORDS = {"true": "True", "false": "False"}
+
+
+def normalize_bool_flags(argv: Sequence[str]) -> list[str]:
+    """Spell flag values ``true``/``false`` (any case) as ``True``/``False``.
+
+    fire parses flag values with ``ast.literal_eval``, so ``--allow_empty false`` would arrive as the (truthy) string
+    ``"false"``. Only values of ``--flag value`` and ``--flag=value`` pairs are rewritten.
+
+    Examples:
+        >>> normalize_bool_flags(["slices", "--allow_empty", "false", "--out=x", "--data_side=TRUE"])
+        ['slices', '--allow_empty', 'False', '--out=x', '--data_side=True']
+    """
+    out: list[str] = []
+    for i, token in enumerate(argv):
+        if token.startswith("--") and "=" in token:
+            flag, value = token.split("=", 1)
+            token = f"{flag}={_BOOL_WORDS.get(value.lower(), value)}"
+        elif i > 0 and argv[i - 1].startswith("--") and "=" not in argv[i - 1]:
+            token = _BOOL_WORDS.get(token.lower(), token)
+        out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a command; bad input ends with one line on stderr and exit status 1."""
     import fire
 
+    args = normalize_bool_flags(list(argv) if argv is not None else sys.argv[1:])
     try:
-        fire.Fire(Commands(), command=list(argv) if argv is not None else None, name="monai_apps")
+        fire.Fire(Commands(), command=args, name="monai_apps")
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
         root = err
         while root.__cause__ is not None and isinstance(root.__cause__, Exception):
