@@ -284,6 +284,7 @@ class Commands:
         val_fraction: float = 0.2,
         seed: int = 0,
         allow_empty: bool = False,
+        context: int = 0,
     ) -> str:
         """Prepare a 2D slice dataset (slices on disk + datalist.json split by patient) for the 2D bundles.
 
@@ -300,6 +301,8 @@ class Commands:
             val_fraction: share of patients held for validation.
             seed: split and sampling seed.
             allow_empty: accept cases without any foreground (patients without tumour).
+            context: neighbouring slices stored on each side of a training slice as extra channels (2.5D input
+                of the lung tumour bundle's context variant); 0 stores single slices.
         """
         import json as _json
 
@@ -320,6 +323,7 @@ class Commands:
                 val_fraction=val_fraction,
                 seed=seed,
                 allow_empty=allow_empty,
+                context=context,
             )
         )
 

@@ -172,3 +172,138 @@ def test_inference_refuses_a_non_ct_dicom_series(checkpoint, tmp_path):
         )
     assert "DICOM modality MR is not CT" in root_cause(err.value)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("patch", [None, [32, 32]])
+def test_training_patches_are_cropped_around_tumour_half_of_the_time(dataset, patch):
+    """``train_patch_size`` crops training slices (tumour-centred for half of the crops); null keeps whole slices."""
+    parser = _parser(
+        "train", dataset_dir=str(dataset), image_size=[64, 64], train_patch_size=patch, skip_first=0, num_workers=0
+    )
+    sys.path.insert(0, str(ROOT))
+    try:
+        items = parser.get_parsed_content("train#items")
+        transform = parser.get_parsed_content("train#preprocessing")
+    finally:
+        sys.path.remove(str(ROOT))
+    tumour_item = next(i for i in items if i["classes"])
+    torch.manual_seed(0)
+    transform.set_random_state(seed=0)
+    outs = [transform({"image": tumour_item["image"], "label": tumour_item["label"]}) for _ in range(40)]
+    outs = [o[0] if isinstance(o, list) else o for o in outs]
+    shapes = {tuple(o["image"].shape) for o in outs}
+    assert shapes == {(1, *(patch or [64, 64]))}
+    with_tumour = np.mean([float(o["label"].sum()) > 0 for o in outs])
+    if patch is None:
+        assert with_tumour > 0.9  # whole slices keep the tumour (rotation may shave a pixel off a small one)
+    else:
+        assert 0.5 <= with_tumour < 1.0, with_tumour  # pos:neg 1:1, background crops miss a 2-4 pixel tumour mostly
+
+
+def test_learning_rate_follows_a_cosine_schedule_to_the_floor():
+    parser = _parser("train", learning_rate=1e-3, lr_min_factor=0.01, max_epochs=10)
+    net = torch.nn.Linear(2, 1)
+    parser.update({"network": net})
+    optimizer = parser.get_parsed_content("optimizer")
+    scheduler = parser.get_parsed_content("lr_scheduler")
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(1e-3)
+    assert lrs[5] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert all(a > b for a, b in zip(lrs[:-1], lrs[1:], strict=True))
+
+
+def test_context_inferer_stacks_neighbouring_slices_as_channels(scripts):
+    """Slice k sees slices k-1, k, k+1 (clamped at the ends); context 0 matches MONAI's SliceInferer."""
+    from monai.data import MetaTensor
+    from monai.inferers import SliceInferer
+
+    volume = MetaTensor(torch.arange(2 * 6, dtype=torch.float32).reshape(1, 2, 1, 1, 6).expand(1, 2, 4, 3, 6))
+    volume = volume + torch.rand(1, 2, 4, 3, 6) * 0.01  # channel c, slice k: 6c + k (+ noise)
+    inferer = scripts.context.ContextSliceInferer(context=1, sw_batch_size=4)
+    stack = inferer.stack(volume[0].as_tensor(), 0, 6)
+    assert stack.shape == (6, 6, 4, 3)
+    np.testing.assert_array_equal(
+        stack[:, :, 0, 0].round().numpy()[[0, 3, 5]], [[0, 0, 1, 6, 6, 7], [2, 3, 4, 8, 9, 10], [4, 5, 5, 10, 11, 11]]
+    )
+    out = inferer(volume, lambda x: x[:, [1, 4]] * 2)  # the centre slice of both channels, doubled
+    assert isinstance(out, MetaTensor) and out.shape == volume.shape
+    torch.testing.assert_close(out.as_tensor(), volume.as_tensor() * 2)
+
+    net = torch.nn.Conv2d(2, 1, 3, padding=1)
+    plain = scripts.context.ContextSliceInferer(context=0, sw_batch_size=4)(volume, net)
+    reference = SliceInferer(roi_size=(4, 3), spatial_dim=2, sw_batch_size=4, progress=False)(volume, net)
+    torch.testing.assert_close(plain.as_tensor(), torch.as_tensor(reference), atol=1e-5, rtol=1e-5)
+    assert isinstance(scripts.context.slice_inferer([4, 3], 4, context=0), SliceInferer)
+    with pytest.raises(ValueError, match="context must be >= 0"):
+        scripts.context.ContextSliceInferer(context=-1)
+
+
+def test_context_slices_must_match_the_prepared_slices(scripts, dataset, tmp_path):
+    from monai_apps.data.slices import prepare_slices
+
+    source = json.loads((dataset / "datalist.json").read_text())["source"]
+    c1 = prepare_slices(
+        source,
+        tmp_path / "c1",
+        classes="lung_tumour",
+        normalize="lung",
+        size=(64, 64),
+        keep_empty=0.5,
+        allow_empty=True,
+        context=1,
+        progress=False,
+    )
+    items = scripts.context.context_slice_datalist(c1, 1)
+    first = np.load(items[0]["image"])
+    assert first.shape == (3, 64, 64)
+    plain = dataset / "slices" / Path(items[0]["image"]).relative_to(c1.parent / "slices")
+    np.testing.assert_array_equal(first[1], np.load(plain))  # the centre channel is the 2D slice itself
+    with pytest.raises(scripts.inputs.InputError, match="slices prepared with context 1 but context_slices is 0"):
+        scripts.context.context_slice_datalist(c1, 0)
+    with pytest.raises(scripts.inputs.InputError, match="slices prepared with context 0 but context_slices is 2"):
+        scripts.context.context_slice_datalist(dataset, 2)
+
+
+def test_context_variant_trains_and_predicts_a_volume(tmp_path, dataset):
+    from monai_apps.data.slices import prepare_slices
+
+    source = json.loads((dataset / "datalist.json").read_text())["source"]
+    c1 = prepare_slices(
+        source,
+        tmp_path / "c1",
+        classes="lung_tumour",
+        normalize="lung",
+        size=(64, 64),
+        keep_empty=0.5,
+        allow_empty=True,
+        context=1,
+        progress=False,
+    )
+    run_bundle(
+        BUNDLE,
+        ["train", "context"],
+        dataset_dir=str(c1.parent),
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "eval"),
+        max_epochs=1,
+        skip_first=2,
+        **SMALL,
+    )
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert state["conv_0.conv_0.conv.weight"].shape[1] == 3
+    volume = json.loads(c1.read_text())["volumes"]["test"][0]["image"]
+    run_bundle(
+        BUNDLE,
+        ["inference", "context"],
+        input_path=volume,
+        ckpt_path=str(tmp_path / "models" / "model.pt"),
+        output_dir=str(tmp_path / "out"),
+        **SMALL,
+    )
+    out = nib.load(next((tmp_path / "out").glob("*_seg.nii.gz")))
+    assert out.shape == nib.load(volume).shape

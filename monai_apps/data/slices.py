@@ -132,6 +132,9 @@ class SliceSettings:
         skip_first: slices skipped at the inferior end (RAS order) of every volume.
         keep_empty: share of the training slices without foreground that are kept (seeded), 0..1.
         min_foreground: foreground pixels a slice needs to count as a foreground slice.
+        context: neighbouring slices stored on each side of a training slice (2.5D input): the image file then
+            holds ``(2 * context + 1, H, W)``, slices ``k - context .. k + context`` (the end slices repeated at
+            the top and bottom of the volume); ``0`` stores the ``(H, W)`` slice alone.
     """
 
     classes: dict[str, list[str | int]] | str = "abdominal_organs"
@@ -141,6 +144,7 @@ class SliceSettings:
     skip_first: int = 0
     keep_empty: float = 0.1
     min_foreground: int = 1
+    context: int = 0
     class_names: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -159,12 +163,16 @@ class SliceSettings:
             raise ValueError(f"keep_empty must be in 0..1, got {self.keep_empty}")
         if int(self.skip_first) < 0:
             raise ValueError(f"skip_first must be >= 0, got {self.skip_first}")
+        if int(self.context) < 0:
+            raise ValueError(f"context must be >= 0, got {self.context}")
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out.pop("class_names")
         out["window"] = list(self.window)
         out["size"] = list(self.size) if self.size is not None else None
+        if not self.context:
+            out.pop("context")  # the fingerprint of slices prepared before 2.5D support stays the same
         return out
 
     def fingerprint(self) -> str:
@@ -479,6 +487,14 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
+def _slice_with_context(volume: np.ndarray, k: int, context: int) -> np.ndarray:
+    """Slice ``k`` of an ``(H, W, Z)`` volume, ``(H, W)``, or with ``context`` neighbours a side ``(2c+1, H, W)``."""
+    if context == 0:
+        return np.ascontiguousarray(volume[:, :, k])
+    index = np.clip(np.arange(k - context, k + context + 1), 0, volume.shape[-1] - 1)
+    return np.ascontiguousarray(np.moveaxis(volume[:, :, index], -1, 0))
+
+
 def _prepare_case(case: Case, settings: SliceSettings, out: Path, seed: int, allow_empty: bool) -> dict:
     """Write one case (slices for training cases, the mapped label for all) and return its ``case.json`` record."""
     folder = out / "slices" / case.case_id
@@ -514,7 +530,7 @@ def _prepare_case(case: Case, settings: SliceSettings, out: Path, seed: int, all
                 keep_draw = rng.random()
                 if not present and keep_draw >= settings.keep_empty:
                     continue
-                _write_npy(tmp / f"image_z{k:04d}.npy", np.ascontiguousarray(img[:, :, k]))
+                _write_npy(tmp / f"image_z{k:04d}.npy", _slice_with_context(img, k, int(settings.context)))
                 _write_npy(tmp / f"label_z{k:04d}.npy", lab)
                 slices.append({"slice": k, "classes": present})
             record = {"key": key, "n_slices": n_slices, "shape": list(image.shape[1:]), "slices": slices}
@@ -543,6 +559,7 @@ def prepare_slices(
     skip_first: int = 0,
     keep_empty: float = 0.1,
     min_foreground: int = 1,
+    context: int = 0,
     val_fraction: float = 0.2,
     seed: int = 0,
     allow_empty: bool = False,
@@ -560,6 +577,8 @@ def prepare_slices(
         skip_first: slices skipped at the inferior end of every volume.
         keep_empty: share of training slices without foreground kept.
         min_foreground: pixels a slice needs to count as foreground.
+        context: neighbouring slices stored on each side of every training slice as extra channels (2.5D input;
+            see :class:`SliceSettings`).
         val_fraction: share of the patients (not fixed to a split by the source) held for validation.
         seed: seed of the split and of the empty-slice sampling.
         allow_empty: accept cases whose label holds none of the classes (patients without tumour).
@@ -579,6 +598,7 @@ def prepare_slices(
         skip_first=skip_first,
         keep_empty=keep_empty,
         min_foreground=min_foreground,
+        context=context,
     )
     cases = discover_cases(source)
     splits = split_by_patient(cases, val_fraction=val_fraction, seed=seed)
