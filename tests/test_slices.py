@@ -177,6 +177,25 @@ def test_slice_filters(ts_cohort, tmp_path, keep_empty, skip_first):
     assert np.load(tmp_path / data["training"][0]["image"]).shape == (32, 32)
 
 
+@pytest.mark.parametrize("context", [1, 2])
+def test_context_slices_stack_neighbours_clamped_at_the_volume_ends(ts_cohort, tmp_path, context):
+    plain = _datalist(prepare_slices(ts_cohort, tmp_path / "plain", size=(32, 32), keep_empty=1.0, progress=False))
+    data = _datalist(
+        prepare_slices(ts_cohort, tmp_path / "ctx", size=(32, 32), keep_empty=1.0, context=context, progress=False)
+    )
+    assert data["settings"]["context"] == context and "context" not in plain["settings"]
+    by_slice = {(s["patient"], s["slice"]): np.load(tmp_path / "plain" / s["image"]) for s in plain["training"]}
+    n = SHAPE[2]
+    for item in data["training"]:
+        stack = np.load(tmp_path / "ctx" / item["image"])
+        assert stack.shape == (2 * context + 1, 32, 32)
+        for offset in range(-context, context + 1):
+            neighbour = by_slice[item["patient"], min(max(item["slice"] + offset, 0), n - 1)]
+            np.testing.assert_array_equal(stack[context + offset], neighbour)
+    with pytest.raises(ValueError, match="context must be >= 0"):
+        prepare_slices(ts_cohort, tmp_path / "bad", context=-1, progress=False)
+
+
 @pytest.mark.parametrize(
     "normalize, hu, expected",
     [
