@@ -44,6 +44,17 @@ def dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def context_dataset(dataset) -> Path:
+    """The smoke cohort's slices prepared again for the 2.5D variant (one neighbour a side)."""
+    from monai_apps.data.slices import prepare_slices
+
+    source = json.loads((dataset / "datalist.json").read_text())["source"]
+    out = dataset.parent / "slices_context1"
+    opts = {"classes": "lung_tumour", "normalize": "lung", "size": (64, 64), "keep_empty": 0.5, "allow_empty": True}
+    return prepare_slices(source, out, context=1, progress=False, **opts).parent
+
+
+@pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     from monai.networks.nets import BasicUNet
 
@@ -63,6 +74,15 @@ def _parser(*names: str, **overrides):
     return parser
 
 
+def _parsed(parser, *ids: str) -> list:
+    """Parsed config items, with the bundle's ``scripts`` importable while they are built."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        return [parser.get_parsed_content(i) for i in ids]
+    finally:
+        sys.path.remove(str(ROOT))
+
+
 def test_sampler_weights_balance_tumour_and_empty_slices(scripts, dataset):
     items = scripts.datalist.slice_datalist(dataset, keys=["image", "label", "classes"])
     weights = np.array(scripts.datalist.class_balanced_weights(items))
@@ -76,12 +96,7 @@ def test_sampler_weights_balance_tumour_and_empty_slices(scripts, dataset):
 
 def test_config_wires_the_weighted_sampler_and_skips_the_first_slices(dataset):
     parser = _parser("train", dataset_dir=str(dataset), skip_first=4, num_workers=0)
-    sys.path.insert(0, str(ROOT))
-    try:
-        items = parser.get_parsed_content("train#items")
-        loader = parser.get_parsed_content("train#dataloader")
-    finally:
-        sys.path.remove(str(ROOT))
+    items, loader = _parsed(parser, "train#items", "train#dataloader")
     assert min(i["slice"] for i in items) >= 4
     data = json.loads((dataset / "datalist.json").read_text())
     assert len(items) == sum(1 for s in data["training"] if s["slice"] >= 4) < len(data["training"])
@@ -180,12 +195,7 @@ def test_training_patches_are_cropped_around_tumour_half_of_the_time(dataset, pa
     parser = _parser(
         "train", dataset_dir=str(dataset), image_size=[64, 64], train_patch_size=patch, skip_first=0, num_workers=0
     )
-    sys.path.insert(0, str(ROOT))
-    try:
-        items = parser.get_parsed_content("train#items")
-        transform = parser.get_parsed_content("train#preprocessing")
-    finally:
-        sys.path.remove(str(ROOT))
+    items, transform = _parsed(parser, "train#items", "train#preprocessing")
     tumour_item = next(i for i in items if i["classes"])
     torch.manual_seed(0)
     transform.set_random_state(seed=0)
@@ -243,21 +253,8 @@ def test_context_inferer_stacks_neighbouring_slices_as_channels(scripts):
         scripts.context.ContextSliceInferer(context=-1)
 
 
-def test_context_slices_must_match_the_prepared_slices(scripts, dataset, tmp_path):
-    from monai_apps.data.slices import prepare_slices
-
-    source = json.loads((dataset / "datalist.json").read_text())["source"]
-    c1 = prepare_slices(
-        source,
-        tmp_path / "c1",
-        classes="lung_tumour",
-        normalize="lung",
-        size=(64, 64),
-        keep_empty=0.5,
-        allow_empty=True,
-        context=1,
-        progress=False,
-    )
+def test_context_slices_must_match_the_prepared_slices(scripts, dataset, context_dataset):
+    c1 = context_dataset / "datalist.json"
     items = scripts.context.context_slice_datalist(c1, 1)
     first = np.load(items[0]["image"])
     assert first.shape == (3, 64, 64)
@@ -269,21 +266,8 @@ def test_context_slices_must_match_the_prepared_slices(scripts, dataset, tmp_pat
         scripts.context.context_slice_datalist(dataset, 2)
 
 
-def test_context_variant_trains_and_predicts_a_volume(tmp_path, dataset):
-    from monai_apps.data.slices import prepare_slices
-
-    source = json.loads((dataset / "datalist.json").read_text())["source"]
-    c1 = prepare_slices(
-        source,
-        tmp_path / "c1",
-        classes="lung_tumour",
-        normalize="lung",
-        size=(64, 64),
-        keep_empty=0.5,
-        allow_empty=True,
-        context=1,
-        progress=False,
-    )
+def test_context_variant_trains_and_predicts_a_volume(tmp_path, context_dataset):
+    c1 = context_dataset / "datalist.json"
     run_bundle(
         BUNDLE,
         ["train", "context"],
