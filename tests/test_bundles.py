@@ -201,7 +201,7 @@ def test_smoke_profile_only_sets_shared_keys():
 
 BASE_CONFIGS = {"train", "evaluate", "inference", "multi_gpu_train", "metadata"}
 #: overrides the docs merge at inference too (profiles and network variants); the others are training-only
-INFERENCE_OVERRIDES = {"cpu", "unet", "cnn"}
+INFERENCE_OVERRIDES = {"cpu", "unet", "cnn", "context"}
 OVERRIDES = [
     (bundle, path.stem)
     for bundle in BUNDLES
