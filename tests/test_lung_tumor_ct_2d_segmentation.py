@@ -94,6 +94,46 @@ def test_sampler_weights_balance_tumour_and_empty_slices(scripts, dataset):
     assert abs(drawn.mean() - 0.5) < 0.03, "tumour slices are not drawn half of the time"
 
 
+def _label_items(tmp_path: Path, areas: list[int]) -> list[dict]:
+    """Training items whose 16 x 16 labels hold ``area`` tumour pixels each."""
+    items = []
+    for i, area in enumerate(areas):
+        label = np.zeros((16, 16), np.uint8)
+        label.flat[:area] = 1
+        np.save(tmp_path / f"label_{i}.npy", label)
+        items.append({"label": str(tmp_path / f"label_{i}.npy"), "classes": ["tumour"] if area else []})
+    return items
+
+
+@pytest.mark.parametrize(
+    ("power", "expected_tumour"),
+    [
+        (0.0, [1 / 3, 1 / 3, 1 / 3]),  # the recipe: every tumour slice alike
+        (0.5, [0.5 / 0.875, 0.25 / 0.875, 0.125 / 0.875]),  # areas 4, 16, 64: weights 1/2, 1/4, 1/8
+        (1.0, [16 / 21, 4 / 21, 1 / 21]),
+    ],
+)
+def test_size_balanced_weights_favour_small_tumour_sections(scripts, tmp_path, power, expected_tumour):
+    items = _label_items(tmp_path, [4, 16, 64, 0, 0])
+    assert scripts.sampling.tumour_areas(items) == [4, 16, 64, 0, 0]
+    weights = np.array(scripts.sampling.size_balanced_weights(items, power))
+    total = weights.sum()
+    assert weights[:3].sum() / total == pytest.approx(0.5), "tumour slices no longer drawn half of the time"
+    np.testing.assert_allclose(weights[:3] / weights[:3].sum(), expected_tumour, rtol=1e-9)
+    np.testing.assert_allclose(weights[3:], weights[3], rtol=1e-12)
+    if power == 0:
+        assert list(weights) == scripts.datalist.class_balanced_weights(items)
+
+
+def test_size_balanced_weights_reject_bad_input(scripts, tmp_path):
+    items = _label_items(tmp_path, [4, 0])
+    with pytest.raises(scripts.inputs.InputError, match="size_power must be 0 or more"):
+        scripts.sampling.size_balanced_weights(items, -0.5)
+    (tmp_path / "label_0.npy").write_bytes(b"not a numpy file")
+    with pytest.raises(scripts.inputs.InputError, match=r"label_0\.npy: cannot read the slice label"):
+        scripts.sampling.size_balanced_weights(items, 0.5)
+
+
 def test_config_wires_the_weighted_sampler_and_skips_the_first_slices(dataset):
     parser = _parser("train", dataset_dir=str(dataset), skip_first=4, num_workers=0)
     items, loader = _parsed(parser, "train#items", "train#dataloader")
@@ -103,6 +143,14 @@ def test_config_wires_the_weighted_sampler_and_skips_the_first_slices(dataset):
     assert isinstance(loader.sampler, torch.utils.data.WeightedRandomSampler)
     assert len(loader.sampler) == len(items)
     assert parser.get_parsed_content("skip_first") == 4
+    balanced = np.array([1.0 / sum(bool(i["classes"]) == bool(j["classes"]) for j in items) for i in items])
+    np.testing.assert_allclose(loader.sampler.weights.numpy(), balanced)  # size_power 0: the recipe's weights
+    sized = _parser("train", dataset_dir=str(dataset), skip_first=4, num_workers=0, size_power=0.5)
+    (sized_loader,) = _parsed(sized, "train#dataloader")
+    tumour = np.array([bool(i["classes"]) for i in items])
+    sized_weights = sized_loader.sampler.weights.numpy()
+    assert sized_weights[tumour].sum() == pytest.approx(sized_weights[~tumour].sum())
+    assert not np.allclose(sized_weights[tumour], sized_weights[tumour][0]), "size_power does not reach the sampler"
     assert _parser("train").get_parsed_content("skip_first") == 30
 
 

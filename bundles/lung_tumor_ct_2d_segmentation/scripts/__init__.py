@@ -4,6 +4,17 @@ Datalists of prepared slices and volumes with class-balanced sampling weights, i
 accuracy, pixel AUC-ROC), report PNGs and loss curves, CPU speed-ups and atomic writers.
 """
 
-from . import checkpoints, context, datalist, inputs, metrics, precision, report, transforms, writers
+from . import checkpoints, context, datalist, inputs, metrics, precision, report, sampling, transforms, writers
 
-__all__ = ["checkpoints", "context", "datalist", "inputs", "metrics", "precision", "report", "transforms", "writers"]
+__all__ = [
+    "checkpoints",
+    "context",
+    "datalist",
+    "inputs",
+    "metrics",
+    "precision",
+    "report",
+    "sampling",
+    "transforms",
+    "writers",
+]
