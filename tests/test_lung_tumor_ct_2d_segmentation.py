@@ -339,3 +339,46 @@ def test_context_variant_trains_and_predicts_a_volume(tmp_path, context_dataset)
     )
     out = nib.load(next((tmp_path / "out").glob("*_seg.nii.gz")))
     assert out.shape == nib.load(volume).shape
+
+
+def test_checkpoint_selection_last_saves_the_final_epoch_as_the_model(tmp_path, dataset):
+    """``checkpoint_selection`` ``last``: ``model.pt`` holds the final epoch's weights, not the best validation's."""
+    run_bundle(
+        BUNDLE,
+        ["train"],
+        dataset_dir=str(dataset),
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "eval"),
+        max_epochs=3,
+        val_interval=1,
+        skip_first=2,
+        max_slices=24,
+        learning_rate=0.01,
+        checkpoint_selection="last",
+        **SMALL,
+    )
+    model = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    final = torch.load(tmp_path / "models" / "checkpoint_epoch=3.pt", weights_only=True)["model"]
+    assert model.keys() == final.keys()
+    for key in model:
+        torch.testing.assert_close(model[key], final[key], rtol=0, atol=0, msg=f"{key} is not the final epoch's")
+
+
+@pytest.mark.parametrize(("selection", "key_metric_savers", "final_saver"), [("best", 1, False), ("last", 0, True)])
+def test_checkpoint_selection_picks_one_saver_of_model_pt(dataset, selection, key_metric_savers, final_saver):
+    from monai.handlers import CheckpointSaver
+
+    parser = _parser("train", dataset_dir=str(dataset), checkpoint_selection=selection, num_workers=0)
+    handlers, saver = _parsed(parser, "validate#handlers", "train#final_model_saver")
+    savers = [h for h in handlers if isinstance(h, CheckpointSaver)]
+    assert len(savers) == key_metric_savers
+    assert all(h._key_metric_checkpoint is not None for h in savers)
+    assert (saver is not None) == final_saver
+
+
+def test_checkpoint_selection_rejects_unknown_choices(scripts, dataset):
+    assert scripts.checkpoints.check_selection("best") == "best"
+    parser = _parser("train", dataset_dir=str(dataset), checkpoint_selection="final", num_workers=0)
+    with pytest.raises(Exception) as err:
+        _parsed(parser, "train#final_model_saver")
+    assert root_cause(err.value) == "checkpoint_selection must be one of best, last, got 'final'"

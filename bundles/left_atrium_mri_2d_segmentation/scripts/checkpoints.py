@@ -1,4 +1,4 @@
-"""Find the checkpoint to resume training from."""
+"""Find the checkpoint to resume training from, load trained weights, and check which checkpoint becomes the model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["latest_checkpoint", "load_weights"]
+__all__ = ["SELECTIONS", "check_selection", "latest_checkpoint", "load_weights"]
+
+#: ways to choose the weights saved as ``models/model.pt``
+SELECTIONS = ("best", "last")
 
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
 
@@ -46,3 +49,17 @@ def load_weights(network: torch.nn.Module, path: str | os.PathLike | None) -> to
         first = str(err).strip().splitlines()
         raise ValueError(f"{path}: weights do not fit this network ({' '.join(x.strip() for x in first[:3])})") from err
     return network
+
+
+def check_selection(selection: str) -> str:
+    """Check the ``checkpoint_selection`` setting: which weights training saves as ``models/model.pt``.
+
+    ``best``: the epoch with the best validation key metric (validation Dice); ``last``: the final epoch's weights
+    (as nnU-Net does), for when the validation set is too small for the metric to rank epochs.
+
+    Raises:
+        ValueError: anything else (the message names the choices).
+    """
+    if selection not in SELECTIONS:
+        raise ValueError(f"checkpoint_selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
+    return selection
