@@ -368,12 +368,20 @@ def test_checkpoint_selection_last_saves_the_final_epoch_as_the_model(tmp_path, 
 def test_checkpoint_selection_picks_one_saver_of_model_pt(dataset, selection, key_metric_savers, final_saver):
     from monai.handlers import CheckpointSaver
 
-    parser = _parser("train", dataset_dir=str(dataset), checkpoint_selection=selection, num_workers=0)
+    parser = _parser("train", dataset_dir=str(dataset), checkpoint_selection=selection, num_workers=0, skip_first=2)
     handlers, saver = _parsed(parser, "validate#handlers", "train#final_model_saver")
     savers = [h for h in handlers if isinstance(h, CheckpointSaver)]
     assert len(savers) == key_metric_savers
     assert all(h._key_metric_checkpoint is not None for h in savers)
     assert (saver is not None) == final_saver
+    if final_saver:  # the run section attaches it on completion only: an interrupted run leaves no model.pt
+        from ignite.engine import Events
+
+        run = parser.get("run")
+        attach = next(i for i, expr in enumerate(run) if "final_model_saver" in expr)
+        trainer, saver, _ = _parsed(parser, "train#trainer", "train#final_model_saver", f"run#{attach}")
+        assert trainer.has_event_handler(saver.completed, Events.COMPLETED)
+        assert not trainer.has_event_handler(saver.exception_raised, Events.EXCEPTION_RAISED)
 
 
 def test_checkpoint_selection_rejects_unknown_choices(scripts, dataset):

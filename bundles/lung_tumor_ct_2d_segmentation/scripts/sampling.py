@@ -56,16 +56,14 @@ def size_balanced_weights(items: list[dict], size_power: float = 0.0) -> list[fl
         weights = size_balanced_weights(items, 0.5)
         sampler = torch.utils.data.WeightedRandomSampler(weights, len(items))
     """
-    weights = class_balanced_weights(items)
+    weights = np.asarray(class_balanced_weights(items), dtype=np.float64)
     if size_power < 0:
         raise InputError(f"size_power must be 0 or more, got {size_power}")
     if size_power == 0:
-        return weights
+        return weights.tolist()
     areas = np.asarray(tumour_areas(items), dtype=np.float64)
     fg = areas > 0
-    if not fg.any():
-        return weights
-    raw = np.where(fg, np.maximum(areas, 1.0) ** -float(size_power), 0.0)
-    share = sum(w for w, f in zip(weights, fg, strict=True) if f)  # the tumour half of the total
-    scaled = raw * (share / raw.sum())
-    return [float(s) if f else w for s, f, w in zip(scaled, fg, weights, strict=True)]
+    if fg.any():
+        raw = areas[fg] ** -float(size_power)
+        weights[fg] = raw * (weights[fg].sum() / raw.sum())  # the tumour half keeps its share of the total
+    return weights.tolist()
