@@ -47,9 +47,13 @@ def schema_file() -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_bundle_scripts():
-    """Every bundle has its own ``scripts`` package: forget the last one before and after each test."""
+    """Every bundle has its own ``scripts`` package: forget the last one before and after each test, and give
+    ``sys.path`` back as it was (MONAI inserts a bundle root at index 1 and leaves it there, so after a run of one
+    bundle's tests its folder would shadow the next bundle's ``scripts``)."""
     from monai_apps.bundles import _forget_bundle_scripts
 
+    saved_path = list(sys.path)
     _forget_bundle_scripts()
     yield
     _forget_bundle_scripts()
+    sys.path[:] = saved_path
