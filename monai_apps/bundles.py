@@ -54,14 +54,17 @@ def bundle_imports(root: str | os.PathLike) -> Iterator[None]:
 
     The bundle folder goes first on ``sys.path`` (MONAI inserts it at index 1 only, so a folder that an earlier run
     left at index 0 would otherwise win) and cached ``scripts`` modules are dropped on entry (they stay cached after the
-    block, so objects already built keep working).
+    block, so objects already built keep working). On exit ``sys.path`` is given back as it was: ``monai.bundle``
+    inserts the bundle root again while it runs and never removes it, which would leave this bundle's folder in front
+    of the next one's.
     """
+    saved_path = list(sys.path)
     _forget_bundle_scripts()
     sys.path.insert(0, str(root))
     try:
         yield
     finally:
-        sys.path.remove(str(root))
+        sys.path[:] = saved_path
 
 
 def run_bundle(bundle: str | os.PathLike, configs: Sequence[str], **overrides: Any) -> Any:

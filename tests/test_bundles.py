@@ -18,7 +18,7 @@ import torch
 from bundle_cases import SMOKE_CASES, assert_same_geometry
 from conftest import REPO_ROOT
 
-from monai_apps.bundles import BUNDLES_DIR, list_bundles
+from monai_apps.bundles import BUNDLES_DIR, _forget_bundle_scripts, bundle_imports, list_bundles
 
 BUNDLES = list_bundles()
 REQUIRED = [
@@ -64,6 +64,27 @@ def test_metadata_schema_and_changelog(bundle, schema_file):
     assert meta["eval_metrics"] and all(0 < v for v in meta["eval_metrics"].values()), "eval_metrics not filled in"
     for name in meta["required_packages_version"]:
         assert name.replace("-", "_") not in ("torchvision", "timm"), "torchvision/timm cannot be installed here"
+
+
+def test_bundle_imports_gives_sys_path_back():
+    """A bundle root that ``monai.bundle`` leaves on ``sys.path`` inside the block must not shadow the next bundle."""
+    first = BUNDLES_DIR / "brain_metastasis_ct_classification"
+    second = BUNDLES_DIR / "abdominal_organs_ct_2d_segmentation"
+    before = list(sys.path)
+    with bundle_imports(first):
+        sys.path.insert(1, str(first))  # as monai.bundle's run step does
+        import scripts
+
+        assert Path(scripts.__file__).parent.parent == first
+    assert sys.path == before
+    sys.path.insert(1, str(second))  # what MONAI does for the next bundle, without bundle_imports
+    try:
+        _forget_bundle_scripts()
+        import scripts
+
+        assert Path(scripts.__file__).parent.parent == second
+    finally:
+        sys.path.remove(str(second))
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
