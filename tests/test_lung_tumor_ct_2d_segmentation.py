@@ -390,3 +390,68 @@ def test_checkpoint_selection_rejects_unknown_choices(scripts, dataset):
     with pytest.raises(Exception) as err:
         _parsed(parser, "train#final_model_saver")
     assert root_cause(err.value) == "checkpoint_selection must be one of best, last, got 'final'"
+
+
+@pytest.mark.parametrize(
+    ("power", "small", "large"),
+    [(0.0, 1.0, 1.0), (1.0, 50.0, 1.0), (0.5, 50.0**0.5, 1.0)],  # sections of 4 and 400 pixels, reference area 200
+)
+def test_lesion_weights_give_small_sections_more_weight(scripts, power, small, large):
+    mask = np.zeros((40, 40), np.uint8)
+    mask[1:3, 1:3] = 1  # 4 pixels
+    mask[15:35, 15:35] = 1  # 400 pixels
+    mask[5, 30] = mask[6, 31] = 1  # two pixels touching at a corner: one 8-connected section of 2
+    w = scripts.lesion_weights.lesion_weight_map(mask, power=power, reference_area=200, max_weight=50)
+    assert w.dtype == np.float32 and w.shape == mask.shape
+    assert w[0, 0] == 1.0 and w[38, 38] == 1.0  # background
+    assert w[1, 1] == pytest.approx(small) and w[20, 20] == pytest.approx(large)
+    assert w[5, 30] == w[6, 31] == pytest.approx(min(50.0, 100.0**power))  # area 2, capped at 50
+
+
+def test_lesion_weight_transform_adds_a_weight_channel_that_moves_with_the_mask(scripts):
+    label = torch.zeros(1, 32, 32)
+    label[0, 4:6, 4:6] = 1
+    out = scripts.lesion_weights.LesionWeightd("label", power=1.0, reference_area=200)({"label": label})["label"]
+    assert tuple(out.shape) == (2, 32, 32)
+    torch.testing.assert_close(out[0], label[0])
+    assert out[1, 4, 4] == 50.0 and out[1, 20, 20] == 1.0
+    with pytest.raises(scripts.inputs.InputError, match="must have one channel"):
+        scripts.lesion_weights.LesionWeightd("label")({"label": torch.zeros(2, 8, 8)})
+    with pytest.raises(scripts.inputs.InputError, match="power >= 0"):
+        scripts.lesion_weights.LesionWeightd("label", power=-1.0)
+
+
+def test_lesion_weighted_loss_equals_dicece_with_unit_weights_and_favours_weighted_pixels(scripts):
+    from monai.losses import DiceCELoss
+
+    loss = scripts.lesion_weights.LesionWeightedDiceCELoss()
+    torch.manual_seed(0)
+    logits, mask = torch.randn(2, 1, 16, 16), (torch.rand(2, 1, 16, 16) > 0.7).float()
+    reference = DiceCELoss(sigmoid=True, batch=True, lambda_dice=0.5, lambda_ce=0.5)(logits, mask)
+    torch.testing.assert_close(loss(logits, mask), reference)
+    torch.testing.assert_close(loss(logits, torch.cat([mask, torch.ones_like(mask)], 1)), reference)
+    # a missed small section costs more once its pixels weigh 50
+    target = torch.zeros(1, 1, 16, 16)
+    target[0, 0, 2:4, 2:4] = 1
+    target[0, 0, 8:16, 8:16] = 1
+    logits = torch.where(target > 0, 4.0, -4.0)
+    logits[0, 0, 2:4, 2:4] = -4.0  # the small section missed, the large one found
+    weights = torch.ones_like(target)
+    weights[0, 0, 2:4, 2:4] = 50.0
+    assert loss(logits, torch.cat([target, weights], 1)) > 3 * loss(logits, target)
+    with pytest.raises(scripts.inputs.InputError, match="target has 3 channels"):
+        loss(logits, torch.zeros(1, 3, 16, 16))
+
+
+def test_lesion_weights_variant_wires_the_transform_and_the_loss(dataset):
+    opts = {"dataset_dir": str(dataset), "image_size": [64, 64], "skip_first": 0, "num_workers": 0}
+    parser = _parser("train", "dicece", "lesion_weights", **opts)
+    loss, items, transform = _parsed(parser, "loss", "train#items", "train#preprocessing")
+    assert type(loss).__name__ == "LesionWeightedDiceCELoss"
+    tumour_item = next(i for i in items if i["classes"])
+    out = transform({"image": tumour_item["image"], "label": tumour_item["label"]})
+    assert tuple(out["label"].shape) == (2, 64, 64)
+    assert float(out["label"][1].max()) > 1.0  # the smoke slices' tumours are under the reference area
+    default = _parser("train", "dicece", **opts)
+    (plain,) = _parsed(default, "train#preprocessing")
+    assert tuple(plain({"image": tumour_item["image"], "label": tumour_item["label"]})["label"].shape) == (1, 64, 64)

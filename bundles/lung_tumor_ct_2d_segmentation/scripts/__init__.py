@@ -4,13 +4,26 @@ Datalists of prepared slices and volumes with class-balanced sampling weights, i
 accuracy, pixel AUC-ROC), report PNGs and loss curves, CPU speed-ups and atomic writers.
 """
 
-from . import checkpoints, context, datalist, inputs, metrics, precision, report, sampling, transforms, writers
+from . import (
+    checkpoints,
+    context,
+    datalist,
+    inputs,
+    lesion_weights,
+    metrics,
+    precision,
+    report,
+    sampling,
+    transforms,
+    writers,
+)
 
 __all__ = [
     "checkpoints",
     "context",
     "datalist",
     "inputs",
+    "lesion_weights",
     "metrics",
     "precision",
     "report",
