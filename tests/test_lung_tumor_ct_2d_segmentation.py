@@ -455,3 +455,47 @@ def test_lesion_weights_variant_wires_the_transform_and_the_loss(dataset):
     default = _parser("train", "dicece", **opts)
     (plain,) = _parsed(default, "train#preprocessing")
     assert tuple(plain({"image": tumour_item["image"], "label": tumour_item["label"]})["label"].shape) == (1, 64, 64)
+
+
+def _small_object_removal(names: tuple[str, ...], key: str, **overrides):
+    (post,) = _parsed(_parser(*names, **overrides), key)
+    return [t for t in post.transforms if type(t).__name__ == "RemoveSmallObjectsd"]
+
+
+@pytest.mark.parametrize(
+    ("names", "key"),
+    [
+        (("inference",), "postprocessing"),
+        (("train",), "validate#postprocessing"),
+        (("train", "evaluate"), "validate#postprocessing"),
+    ],
+)
+def test_min_tumour_volume_removes_predicted_components_by_their_volume_in_mm3(dataset, names, key):
+    from monai.data import MetaTensor
+
+    opts = {"dataset_dir": str(dataset), "num_workers": 0}
+    assert _small_object_removal(names, key, **opts) == []  # 0 (the default) leaves the prediction as it is
+    (remove,) = _small_object_removal(names, key, min_tumour_volume=500.0, **opts)
+    pred = torch.zeros(1, 32, 32, 8)
+    pred[0, 2:5, 2:5, 1:3] = 1  # 18 voxels
+    pred[0, 10:20, 10:20, 2:6] = 1  # 400 voxels
+    fine = remove({"pred": MetaTensor(pred.clone(), affine=torch.eye(4, dtype=torch.float64))})["pred"]
+    assert float(fine.sum()) == 0.0  # 18 and 400 mm3 at 1 mm voxels: both under 500 mm3
+    coarse_affine = torch.diag(torch.tensor([1.8, 1.8, 5.0, 1.0], dtype=torch.float64))
+    coarse = remove({"pred": MetaTensor(pred.clone(), affine=coarse_affine)})["pred"]
+    assert float(coarse.sum()) == 400.0  # 292 mm3 removed, 6480 mm3 kept
+    assert float(coarse[0, 10:20, 10:20, 2:6].min()) == 1.0
+
+
+def test_cpu_profile_trains_lesion_weighted_and_drops_predicted_components_under_500_mm3(dataset):
+    opts = {"dataset_dir": str(dataset), "num_workers": 0}
+    (loss,) = _parsed(_parser("train", "dicece", "cpu", **opts), "loss")
+    assert type(loss).__name__ == "LesionWeightedDiceCELoss"  # cpu.json wins over dicece.json in the docs' order
+    for names, key in (
+        (("inference", "cpu"), "postprocessing"),
+        (("train", "cpu"), "validate#postprocessing"),
+        (("train", "cpu", "evaluate"), "validate#postprocessing"),
+    ):
+        (remove,) = _small_object_removal(names, key, **opts)
+        assert remove.converter.min_size == 500.0 and remove.converter.by_measure
+        assert remove.converter.connectivity == 3  # 26-connected: a nodule touching a slice diagonally is one object
