@@ -56,6 +56,7 @@ class Commands:
         n_tumours: int | None = None,
         workers: int = 1,
         anatomy: str = "abdomen",
+        add: bool = False,
     ) -> str:
         """Generate synthetic abdominal CT (liver tumours), chest CT (lung tumours) or cardiac MRI (left atrium).
 
@@ -73,6 +74,8 @@ class Commands:
             n_tumours: liver or lung tumours per case (default 0-3 at random); not for cardiac.
             workers: processes.
             anatomy: abdomen, chest or cardiac.
+            add: add the cases to the cohort already in `out` (ids continue after its last case; dataset.json and
+                cohort.json list both); give another seed than the folder's.
         """
         from .data.cohort import generate_cohort
 
@@ -89,6 +92,7 @@ class Commands:
                 n_tumours=n_tumours,
                 workers=workers,
                 anatomy=anatomy,
+                add=add,
             )
         )
 

@@ -231,6 +231,50 @@ class TestLayouts:
         assert json.loads((out / "cohort.json").read_text())["generator"] == "monai_apps.data.synthetic_chest"
         assert not list(out.rglob(".*part*")), "temporary files left behind"
 
+    def test_add_extends_the_training_set_beside_the_same_held_out_cases(self, tmp_path):
+        from monai_apps.data.cohort import case_seed, generate_cohort
+
+        out = generate_cohort(tmp_path / "Task06_Lung", **self.KW)
+        held_out = (out / "imagesTs" / "lung_003.nii.gz").read_bytes()
+        generate_cohort(out, **{**self.KW, "n_cases": 2, "n_test": 0, "seed": 4}, add=True)
+        index = json.loads((out / "dataset.json").read_text())
+        assert [t["image"] for t in index["training"]] == [f"./imagesTr/lung_00{i}.nii.gz" for i in (1, 2, 4, 5)]
+        assert index["numTraining"] == 4 and index["test"] == ["./imagesTs/lung_003.nii.gz"]
+        assert (out / "imagesTs" / "lung_003.nii.gz").read_bytes() == held_out
+        cohort = json.loads((out / "cohort.json").read_text())
+        assert [c["id"] for c in cohort["cases"]] == ["lung_001", "lung_002", "lung_003", "lung_004", "lung_005"]
+        assert [c["seed"] for c in cohort["cases"][3:]] == [case_seed(4, 0), case_seed(4, 1)]
+        assert cohort["seed"] == 3 and cohort["added"] == [{"seed": 4, "n_cases": 2, "n_test": 0}]
+        alone = generate_cohort(tmp_path / "alone", **{**self.KW, "n_cases": 1, "n_test": 0, "seed": 4})
+        np.testing.assert_array_equal(
+            np.asarray(nib.load(out / "imagesTr" / "lung_004.nii.gz").dataobj),
+            np.asarray(nib.load(alone / "imagesTr" / "lung_001.nii.gz").dataobj),
+        )
+
+    @pytest.mark.parametrize(
+        ("setup", "kwargs", "match"),
+        [
+            (None, {}, "no cohort to add to"),
+            ("chest", {"seed": 3}, "seed 3 draws cases already in the cohort"),
+            ("chest", {"anatomy": "cardiac"}, "cannot add msd cases of monai_apps.data.synthetic_cardiac"),
+            ("broken", {}, "not a cohort.json of this generator"),
+        ],
+    )
+    def test_add_refuses_a_folder_it_cannot_extend(self, tmp_path, setup, kwargs, match):
+        from monai_apps.data.cohort import generate_cohort
+
+        out = tmp_path / "Task06_Lung"
+        if setup == "chest":
+            generate_cohort(out, **{**self.KW, "n_cases": 1, "n_test": 0})
+        elif setup == "broken":
+            out.mkdir()
+            (out / "cohort.json").write_text("{not json")
+        before = sorted(p.name for p in out.rglob("*")) if out.exists() else []
+        with pytest.raises(ValueError, match=match) as err:
+            generate_cohort(out, **{**self.KW, "n_cases": 1, "n_test": 0, "seed": 9, **kwargs}, add=True)
+        assert "\n" not in str(err.value) and str(out / "cohort.json") in str(err.value)
+        assert (sorted(p.name for p in out.rglob("*")) if out.exists() else []) == before  # nothing written
+
     def test_totalsegmentator(self, tmp_path):
         from monai.transforms import LoadImage
 
@@ -275,5 +319,8 @@ def test_cli_generate_chest(tmp_path, capsys):
     assert main([*args, "--spacing", "[10.0,10.0,40.0]", "--phase", "contrast"]) == 0
     assert (out / "imagesTr" / "lung_001.nii.gz").is_file()
     assert json.loads((out / "cohort.json").read_text())["cases"][0]["phase"] == "contrast"
+    assert main([*args, "--spacing", "[10.0,10.0,40.0]", "--seed", "5", "--add", "true"]) == 0
+    assert json.loads((out / "dataset.json").read_text())["numTraining"] == 2
+    assert (out / "imagesTr" / "lung_002.nii.gz").is_file()
     assert main(["generate", "--out", str(tmp_path / "x"), "--anatomy", "knee"]) == 1
     assert "unknown anatomy 'knee'" in capsys.readouterr().err

@@ -20,10 +20,13 @@ Layouts (``layout=``):
   Decathlon label in ``labels/<case>.nii.gz``.
 
 Case ``i`` is drawn from seed ``seed * 100003 + i``, so a cohort is reproducible and its cases are independent.
+``add=True`` draws more cases into an existing folder under the next free ids (``lung_121`` after 120 cases), from
+the seed given, and merges ``dataset.json`` and ``cohort.json``: a larger training set beside the same held-out cases.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -147,6 +150,7 @@ def generate_cohort(
     workers: int = 1,
     progress: bool = True,
     anatomy: str = "abdomen",
+    add: bool = False,
 ) -> Path:
     """Generate ``n_cases`` (+ ``n_test`` held-out) synthetic abdominal CTs, chest CTs or cardiac MRIs into ``out_dir``.
 
@@ -166,9 +170,20 @@ def generate_cohort(
         workers: processes drawing volumes in parallel.
         progress: show a progress bar.
         anatomy: ``abdomen``, ``chest`` or ``cardiac``.
+        add: add the cases to the cohort already in ``out_dir`` (its ``cohort.json``, same anatomy and layout): ids
+            continue after its last case, ``dataset.json`` and ``cohort.json`` list the old and the new cases. Use
+            another ``seed`` than the folder's, or the new cases repeat its first ones.
 
     Returns:
         ``out_dir``.
+
+    Raises:
+        ValueError: unknown anatomy or layout, no case, or (``add``) a folder without a matching ``cohort.json``.
+
+    Example::
+
+        generate_cohort("data/Task06_Lung", n_cases=96, n_test=24, seed=22, anatomy="chest")
+        generate_cohort("data/Task06_Lung", n_cases=80, seed=24, anatomy="chest", add=True)  # lung_121..lung_200
     """
     if anatomy not in ANATOMIES:
         raise ValueError(f"unknown anatomy {anatomy!r}; expected one of {', '.join(ANATOMIES)}")
@@ -181,11 +196,18 @@ def generate_cohort(
     if n_cases < 0 or n_test < 0 or n_cases + n_test == 0:
         raise ValueError(f"need at least one case, got n_cases={n_cases}, n_test={n_test}")
     out = Path(out_dir)
+    existing = _existing_cases(out, anatomy, layout) if add else []
     out.mkdir(parents=True, exist_ok=True)
     total = n_cases + n_test
     extra = () if anatomy == "abdomen" else (anatomy,)
     jobs = [(case_seed(seed, i), shape, spacing, phase, n_tumours, *extra) for i in range(total)]
-    ids = [_case_id(anatomy, layout, i) for i in range(total)]
+    ids = [_case_id(anatomy, layout, len(existing) + i) for i in range(total)]
+    repeated = sorted({c.get("seed") for c in existing} & {job[0] for job in jobs})
+    if repeated:
+        raise ValueError(
+            f"{out / 'cohort.json'}: seed {seed} draws cases already in the cohort (case seeds {repeated[:3]}); "
+            "add with another seed"
+        )
     manifest = []
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     drawn = pool.map(_draw, jobs) if pool else map(_draw, jobs)
@@ -209,14 +231,35 @@ def generate_cohort(
     finally:
         if pool:
             pool.shutdown()
+    cases = existing + manifest
     if layout == "msd":
-        if anatomy == "abdomen":
-            write_msd_dataset_json(out, ids[:n_cases], ids[n_cases:])
-        else:
-            task = {k: v for k, v in _MSD_TASKS[anatomy].items() if k != "prefix"}
-            write_msd_dataset_json(out, ids[:n_cases], ids[n_cases:], **task)
-    write_json(
-        out / "cohort.json",
-        {"generator": _GENERATORS[anatomy], "seed": seed, "layout": layout, "cases": manifest},
-    )
+        training = [c["id"] for c in cases if c["split"] == "training"]
+        test = [c["id"] for c in cases if c["split"] == "test"]
+        task = {} if anatomy == "abdomen" else {k: v for k, v in _MSD_TASKS[anatomy].items() if k != "prefix"}
+        write_msd_dataset_json(out, training, test, **task)
+    cohort = {"generator": _GENERATORS[anatomy], "seed": seed, "layout": layout, "cases": cases}
+    if add:
+        previous = json.loads((out / "cohort.json").read_text())
+        additions = previous.get("added", []) + [{"seed": seed, "n_cases": n_cases, "n_test": n_test}]
+        cohort.update(seed=previous["seed"], added=additions)
+    write_json(out / "cohort.json", cohort)
     return out
+
+
+def _existing_cases(out: Path, anatomy: str, layout: str) -> list[dict]:
+    """The cases of the cohort in ``out`` that ``add=True`` extends; ValueError if it is not one of this anatomy and
+    layout."""
+    path = out / "cohort.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: no cohort to add to (generate one first, without add)")
+    try:
+        cohort = json.loads(path.read_text())
+        generator, cases, previous_layout = cohort["generator"], list(cohort["cases"]), cohort["layout"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a cohort.json of this generator ({type(err).__name__}: {err})") from None
+    if generator != _GENERATORS[anatomy] or previous_layout != layout:
+        raise ValueError(
+            f"{path}: holds a {previous_layout} cohort of {generator}, cannot add {layout} cases of "
+            f"{_GENERATORS[anatomy]}"
+        )
+    return cases
