@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import os
+import json
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -216,6 +215,25 @@ KILL_SETTINGS = {
 }
 
 
+# Runs the bundle in a child process that SIGKILLs itself after the first iteration of epoch ``kill_epoch``: a hard
+# kill at a known point of training, whatever the load on the machine (a timed kill from outside was not).
+KILL_SCRIPT = """
+import json, os, signal, sys
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
+from monai_apps.bundles import bundle_imports
+
+root, files, overrides, kill_epoch = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4])
+workflow = ConfigWorkflow(config_file=files, meta_file=root + "/configs/metadata.json", bundle_root=root, **overrides)
+with bundle_imports(root):
+    workflow.initialize()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    in_epoch = Events.ITERATION_COMPLETED(event_filter=lambda engine, _: engine.state.epoch == kill_epoch)
+    trainer.add_event_handler(in_epoch, lambda _: os.kill(os.getpid(), signal.SIGKILL))
+    workflow.run()
+"""
+
+
 @pytest.mark.slow
 def test_training_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_run(tmp_path):
     data = make_liver_msd(tmp_path / "data", n_cases=5, n_test=0, seed=8)
@@ -227,32 +245,11 @@ def test_training_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_run(tm
     ref_metric = reference.parser.get_parsed_content("validate#evaluator").state.metrics["val_mean_dice"]
 
     ckpt = tmp_path / "killed"
-    files = config_files(ROOT, KILL_CONFIGS)
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str(files).replace(" ", ""),
-        "--bundle_root",
-        str(ROOT),
-        "--ckpt_dir",
-        str(ckpt),
-        "--output_dir",
-        str(ckpt),
-    ]
-    for key, value in settings_.items():
-        cmd += [f"--{key}", str(value).replace(" ", "")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while not (ckpt / "checkpoint_epoch=2.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 3 (or in the middle of saving it)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    saved = sorted(p.name for p in ckpt.glob("checkpoint_epoch=*.pt"))
-    assert saved and saved[-1] in ("checkpoint_epoch=2.pt", "checkpoint_epoch=3.pt"), saved
+    overrides = {**settings_, "ckpt_dir": str(ckpt), "output_dir": str(ckpt)}
+    args = [str(ROOT), json.dumps(config_files(ROOT, KILL_CONFIGS)), json.dumps(overrides), "3"]
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert sorted(p.name for p in ckpt.glob("checkpoint_epoch=*.pt")) == ["checkpoint_epoch=2.pt"]
 
     resumed = run_bundle(BUNDLE, KILL_CONFIGS, resume=True, ckpt_dir=str(ckpt), output_dir=str(ckpt), **settings_)
     trainer = resumed.parser.get_parsed_content("train#trainer")
