@@ -196,7 +196,8 @@ def generate_cohort(
     if n_cases < 0 or n_test < 0 or n_cases + n_test == 0:
         raise ValueError(f"need at least one case, got n_cases={n_cases}, n_test={n_test}")
     out = Path(out_dir)
-    existing = _existing_cases(out, anatomy, layout) if add else []
+    previous = _cohort_to_extend(out, anatomy, layout) if add else {}
+    existing = previous.get("cases", [])
     out.mkdir(parents=True, exist_ok=True)
     total = n_cases + n_test
     extra = () if anatomy == "abdomen" else (anatomy,)
@@ -239,22 +240,22 @@ def generate_cohort(
         write_msd_dataset_json(out, training, test, **task)
     cohort = {"generator": _GENERATORS[anatomy], "seed": seed, "layout": layout, "cases": cases}
     if add:
-        previous = json.loads((out / "cohort.json").read_text())
         additions = previous.get("added", []) + [{"seed": seed, "n_cases": n_cases, "n_test": n_test}]
         cohort.update(seed=previous["seed"], added=additions)
     write_json(out / "cohort.json", cohort)
     return out
 
 
-def _existing_cases(out: Path, anatomy: str, layout: str) -> list[dict]:
-    """The cases of the cohort in ``out`` that ``add=True`` extends; ValueError if it is not one of this anatomy and
+def _cohort_to_extend(out: Path, anatomy: str, layout: str) -> dict:
+    """The ``cohort.json`` of ``out``, which ``add=True`` extends; ValueError if it is not one of this anatomy and
     layout."""
     path = out / "cohort.json"
     if not path.is_file():
         raise ValueError(f"{path}: no cohort to add to (generate one first, without add)")
     try:
         cohort = json.loads(path.read_text())
-        generator, cases, previous_layout = cohort["generator"], list(cohort["cases"]), cohort["layout"]
+        generator, previous_layout, cohort["cases"] = cohort["generator"], cohort["layout"], list(cohort["cases"])
+        int(cohort["seed"])  # kept by the merged cohort.json: checked before anything is written
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a cohort.json of this generator ({type(err).__name__}: {err})") from None
     if generator != _GENERATORS[anatomy] or previous_layout != layout:
@@ -262,4 +263,4 @@ def _existing_cases(out: Path, anatomy: str, layout: str) -> list[dict]:
             f"{path}: holds a {previous_layout} cohort of {generator}, cannot add {layout} cases of "
             f"{_GENERATORS[anatomy]}"
         )
-    return cases
+    return cohort
